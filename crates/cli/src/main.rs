@@ -1,0 +1,289 @@
+//! `integrabner`: build data, autolabel, evaluate and predict on chest
+//! radiology reports.
+
+mod eval;
+mod predict;
+mod source;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use integrabner_core::openi::Report;
+use integrabner_core::split::{parse_split_file, render_split_file, split_of, Split};
+use integrabner_core::RulePipeline;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit status: everything was processed.
+const EXIT_OK: u8 = 0;
+/// Exit status: the command failed (unreadable input, bad arguments to a file, I/O).
+const EXIT_ERROR: u8 = 1;
+/// Exit status: finished, but some inputs were skipped (each one named in a warning).
+const EXIT_PARTIAL: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "integrabner",
+    version,
+    about = "Biomedical named-entity recognition for chest radiology reports",
+    long_about = "Biomedical named-entity recognition for chest radiology reports.\n\n\
+Finds anatomy, diseases, findings and devices in a report, decides whether each is \
+present, absent or uncertain, and codes the report with OpenI MeSH headings.\n\n\
+Typical use:\n  \
+integrabner predict report.txt                 one report, JSONL on stdout\n  \
+echo 'No pneumothorax.' | integrabner predict  a report on stdin\n  \
+integrabner eval ../shared/data/openi/NLMCXR_reports.tgz --split validation\n\n\
+OpenI inputs (SOURCE) may be the XML collection as a .tgz (NLMCXR_reports.tgz), a directory \
+of its XML files, or indiana_reports.csv (with indiana_projections.csv beside it).",
+    after_help = "Exit status: 0 success; 1 error; 2 usage error; 3 `ingest` or `predict` finished but skipped some inputs (each named in a warning on stderr)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Train,
+    Validation,
+    Test,
+    All,
+}
+
+impl SplitArg {
+    fn includes(self, s: Split) -> bool {
+        match self {
+            Self::Train => s == Split::Train,
+            Self::Validation => s == Split::Validation,
+            Self::Test => s == Split::Test,
+            Self::All => true,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Validation => "validation",
+            Self::Test => "test",
+            Self::All => "all",
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum UncertainArg {
+    /// An uncertain mention codes its concept (with probability 0.5).
+    Coded,
+    /// Only mentions asserted present code a concept.
+    Ignored,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read OpenI reports and write them as JSONL (sections, MeSH coding, images).
+    Ingest {
+        /// OpenI .tgz, directory of XML files, or indiana_reports.csv.
+        source: PathBuf,
+        /// indiana_projections.csv, when not beside indiana_reports.csv.
+        #[arg(long)]
+        projections: Option<PathBuf>,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Write the deterministic train/validation/test split of a corpus (id<TAB>split).
+    ///
+    /// The split depends on the report id alone: SHA-256("openi-split-v1:" + id),
+    /// first 8 bytes mod 10; 0-7 train, 8 validation, 9 test.
+    Split {
+        source: PathBuf,
+        #[arg(short, long, default_value = "data/splits/openi-split-v1.tsv")]
+        output: PathBuf,
+    },
+    /// Autolabel reports with the rule labeler: one prediction (entities with
+    /// assertion, findings) per report, as JSONL.
+    Label {
+        source: PathBuf,
+        /// Which reports to label.
+        #[arg(long, value_enum, default_value = "all")]
+        split: SplitArg,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Evaluate document-level findings against the manual MeSH coding, beside
+    /// the original system's substring baseline.
+    Eval {
+        source: PathBuf,
+        /// The split to score. Develop on validation; look at test once.
+        #[arg(long, value_enum, default_value = "validation")]
+        split: SplitArg,
+        /// The committed split file; reports missing from it are an error.
+        #[arg(long, default_value = "data/splits/openi-split-v1.tsv")]
+        split_file: PathBuf,
+        /// Whether uncertain mentions code their concept.
+        #[arg(long, value_enum, default_value = "coded")]
+        uncertain: UncertainArg,
+        /// Also write the tables as Markdown to this file.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
+    /// Label reports and write one JSON object per report.
+    ///
+    /// INPUT may be an OpenI .tgz or directory, a .jsonl file of {"id","text"}
+    /// lines, a plain-text report, or "-" / nothing for a report on stdin.
+    Predict {
+        input: Option<PathBuf>,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Ingest {
+            source,
+            projections,
+            output,
+        } => {
+            let corpus = source::load_corpus(&source, projections.as_deref())?;
+            let mut out = open_output(output.as_deref())?;
+            for r in &corpus.reports {
+                serde_json::to_writer(&mut out, r)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            eprintln!(
+                "{} reports read, {} skipped",
+                corpus.reports.len(),
+                corpus.skipped()
+            );
+            Ok(if corpus.skipped() > 0 {
+                EXIT_PARTIAL
+            } else {
+                EXIT_OK
+            })
+        }
+        Command::Split { source, output } => {
+            let corpus = source::load_corpus(&source, None)?;
+            let text = render_split_file(corpus.reports.iter().map(|r| r.id.as_str()));
+            if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&output, &text)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            for s in [Split::Train, Split::Validation, Split::Test] {
+                let n = corpus
+                    .reports
+                    .iter()
+                    .filter(|r| split_of(&r.id) == s)
+                    .count();
+                eprintln!("{:>10}: {n}", s.as_str());
+            }
+            eprintln!("wrote {}", output.display());
+            Ok(EXIT_OK)
+        }
+        Command::Label {
+            source,
+            split,
+            output,
+        } => {
+            let corpus = source::load_corpus(&source, None)?;
+            let pipeline = RulePipeline::embedded();
+            let reports: Vec<&Report> = corpus
+                .reports
+                .iter()
+                .filter(|r| split.includes(split_of(&r.id)))
+                .collect();
+            let progress = progress_bar(reports.len(), "labelling");
+            let mut out = open_output(output.as_deref())?;
+            for r in reports {
+                let p = pipeline.predict(&r.id, &r.text())?;
+                serde_json::to_writer(&mut out, &p)?;
+                out.write_all(b"\n")?;
+                progress.inc(1);
+            }
+            progress.finish_and_clear();
+            out.flush()?;
+            Ok(EXIT_OK)
+        }
+        Command::Eval {
+            source,
+            split,
+            split_file,
+            uncertain,
+            markdown,
+        } => {
+            let corpus = source::load_corpus(&source, None)?;
+            let assigned = read_split_file(&split_file)?;
+            let mut reports = Vec::new();
+            for r in &corpus.reports {
+                let s = *assigned.get(&r.id).with_context(|| {
+                    format!(
+                        "report {} is not in {}; regenerate it with `integrabner split`",
+                        r.id,
+                        split_file.display()
+                    )
+                })?;
+                if split.includes(s) {
+                    reports.push(r);
+                }
+            }
+            let mut pipeline = RulePipeline::embedded();
+            pipeline.findings.uncertain_is_coded = uncertain == UncertainArg::Coded;
+            let progress = progress_bar(reports.len(), "evaluating");
+            let result = eval::evaluate(&pipeline, reports, &progress);
+            progress.finish_and_clear();
+            let md = eval::markdown(&result, split.name(), &pipeline.vocab);
+            if let Some(path) = markdown {
+                std::fs::write(&path, &md)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            println!("{md}");
+            Ok(EXIT_OK)
+        }
+        Command::Predict { input, output } => predict::run(input.as_deref(), output.as_deref()),
+    }
+}
+
+fn read_split_file(path: &Path) -> Result<std::collections::HashMap<String, Split>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read split file {}", path.display()))?;
+    Ok(parse_split_file(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .into_iter()
+        .collect())
+}
+
+fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+fn progress_bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} reports ({per_sec}, {eta} left)",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}

@@ -1,0 +1,71 @@
+//! Reading OpenI from disk: a `.tgz`, a directory of XML files, or the CSV layout.
+
+use anyhow::{bail, Context, Result};
+use integrabner_core::openi::{read_csv, read_tgz, Corpus};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Loads an OpenI corpus from `path`, printing a warning for every problem.
+/// `projections` is the CSV layout's projections file; when omitted, an
+/// `indiana_projections.csv` beside `indiana_reports.csv` is used.
+pub fn load_corpus(path: &Path, projections: Option<&Path>) -> Result<Corpus> {
+    let mut corpus = Corpus::default();
+    let name = path.to_string_lossy();
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = walk_xml(path)?;
+        files.sort();
+        if files.is_empty() {
+            bail!("{name}: no .xml files in this directory");
+        }
+        for f in files {
+            match std::fs::read(&f) {
+                Ok(bytes) => corpus.add_xml(&f.to_string_lossy(), &bytes),
+                Err(e) => corpus.skip(&f.to_string_lossy(), format!("unreadable: {e}")),
+            }
+        }
+    } else if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
+        let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
+        read_tgz(file, &mut corpus).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    } else if name.ends_with(".csv") {
+        let reports = File::open(path).with_context(|| format!("cannot open {name}"))?;
+        let beside = path.with_file_name("indiana_projections.csv");
+        let projections = match projections {
+            Some(p) => Some(File::open(p).with_context(|| format!("cannot open {}", p.display()))?),
+            None if beside.exists() => Some(File::open(&beside)?),
+            None => None,
+        };
+        read_csv(reports, projections, &mut corpus).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    } else {
+        bail!("{name}: expected an OpenI .tgz, a directory of OpenI XML files, or indiana_reports.csv");
+    }
+    for p in corpus.problems.iter().filter(|p| p.skipped) {
+        eprintln!("warning: {}: {}; skipped", p.file, p.message);
+    }
+    let notes = corpus.problems.len() - corpus.skipped();
+    if notes > 0 {
+        eprintln!(
+            "note: {notes} report(s) have no FINDINGS section; their impression is used alone"
+        );
+    }
+    if corpus.skipped() > 0 {
+        eprintln!("warning: {} report(s) skipped", corpus.skipped());
+    }
+    if corpus.reports.is_empty() {
+        bail!("{name}: no readable reports");
+    }
+    corpus.sort();
+    Ok(corpus)
+}
+
+fn walk_xml(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(walk_xml(&path)?);
+        } else if path.extension().is_some_and(|e| e == "xml") {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}

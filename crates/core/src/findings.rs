@@ -1,0 +1,71 @@
+//! Document-level findings from spans, in the sense of OpenI's manual coding:
+//! a disease, finding or device is coded when a mention of it in the findings or
+//! impression is asserted; a structure only when it is described as abnormal.
+
+use crate::doc::{Doc, Span};
+use crate::schema::{Assertion, Finding, FindingSource};
+use crate::vocab::{Coding, Vocabulary};
+
+/// Probabilities the rule coder attaches to its decisions.
+const PRESENT_PROBABILITY: f32 = 0.95;
+const UNCERTAIN_PROBABILITY: f32 = 0.5;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FindingRules {
+    /// Whether an uncertain mention ("possible pneumonia") codes its concept.
+    /// Chosen on the validation split (see EVALUATION.md).
+    pub uncertain_is_coded: bool,
+}
+
+impl Default for FindingRules {
+    fn default() -> Self {
+        Self {
+            uncertain_is_coded: true,
+        }
+    }
+}
+
+impl FindingRules {
+    /// The probability that `span` shows its concept present in the study,
+    /// or `None` when the span does not code it.
+    fn span_probability(&self, span: &Span, vocab: &Vocabulary) -> Option<f32> {
+        let concept = vocab.concept(span.concept?);
+        if !span.section.describes_study() {
+            return None;
+        }
+        if concept.coding == Coding::Abnormal && span.abnormal_qualifiers.is_empty() {
+            return None;
+        }
+        match span.assertion {
+            Assertion::Present => Some(PRESENT_PROBABILITY * span.score),
+            Assertion::Uncertain if self.uncertain_is_coded => {
+                Some(UNCERTAIN_PROBABILITY * span.score)
+            }
+            _ => None,
+        }
+    }
+
+    /// The coded findings of `doc`, one per concept, ordered by vocabulary.
+    pub fn findings(&self, doc: &Doc, vocab: &Vocabulary) -> Vec<Finding> {
+        let mut best: Vec<Option<f32>> = vec![None; vocab.concepts.len()];
+        for span in &doc.spans {
+            if let Some(p) = self.span_probability(span, vocab) {
+                let concept = span.concept.expect("coded spans have a concept");
+                let slot = &mut best[vocab.coded_index(concept)];
+                *slot = Some(slot.map_or(p, |q: f32| q.max(p)));
+            }
+        }
+        best.into_iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let c = vocab.concept(i);
+                p.map(|probability| Finding {
+                    concept: c.heading.clone(),
+                    concept_type: c.concept_type,
+                    probability,
+                    source: FindingSource::Dictionary,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,22 @@
+//! IntegraBNER core: everything that runs the same natively and in the browser.
+//!
+//! Data flows `text -> Doc (tokens, sentences, sections) -> RuleLabeler (spans
+//! with assertion) -> FindingRules (document findings) -> Prediction`.
+//! This crate touches no file system and starts no threads.
+
+pub mod context;
+pub mod doc;
+pub mod findings;
+pub mod labeler;
+pub mod metrics;
+pub mod openi;
+pub mod phrase_matcher;
+pub mod pipeline;
+pub mod schema;
+pub mod sections;
+pub mod split;
+pub mod text;
+pub mod vocab;
+
+pub use pipeline::RulePipeline;
+pub use schema::{Assertion, ConceptType, Entity, EntityLabel, Finding, FindingSource, Prediction};

@@ -1,0 +1,412 @@
+//! OpenI (Indiana University chest X-ray collection) reports, read from the
+//! original XML (`ecgen-radiology/<n>.xml`, loose or in a `.tgz`) or from the
+//! CSV layout (`indiana_reports.csv` + `indiana_projections.csv`).
+//!
+//! Parsing never panics: every bad file becomes a `Problem` naming it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Read;
+
+/// A MeSH term of the coding: `Opacity/lung/upper lobe/right/streaky` is heading
+/// `Opacity` with qualifiers `lung`, `upper lobe`, `right`, `streaky`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshTerm {
+    pub heading: String,
+    pub qualifiers: Vec<String>,
+}
+
+impl MeshTerm {
+    pub fn parse(term: &str) -> Option<Self> {
+        let mut parts = term.split('/').map(str::trim);
+        let heading = parts.next().filter(|h| !h.is_empty())?.to_string();
+        Some(Self {
+            heading,
+            qualifiers: parts
+                .filter(|q| !q.is_empty())
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+
+    /// `normal` and `No Indexing` are not findings.
+    pub fn is_finding(&self) -> bool {
+        !self.heading.eq_ignore_ascii_case("normal")
+            && !self.heading.eq_ignore_ascii_case("no indexing")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Projection {
+    Frontal,
+    Lateral,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// OpenI's image id, e.g. `CXR1_1_IM-0001-4001` (CSV file names are mapped to it).
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<Projection>,
+}
+
+impl ImageRef {
+    /// The part of an image name that is the same in every OpenI layout
+    /// (`IM-0001-4001` for `CXR1_1_IM-0001-4001.png` and `1_IM-0001-4001.dcm.png`).
+    pub fn image_key(name: &str) -> Option<&str> {
+        let start = name.find("IM-")?;
+        let rest = &name[start..];
+        Some(rest.split('.').next().unwrap_or(rest))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sections {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indication: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impression: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The numeric report id (`1` for `CXR1` / `1.xml` / CSV uid 1).
+    pub id: String,
+    pub sections: Sections,
+    /// The manual MeSH coding (`<major>`), the gold standard.
+    pub mesh: Vec<MeshTerm>,
+    /// The indexer's automatic terms (`<automatic>`).
+    #[serde(default)]
+    pub automatic: Vec<MeshTerm>,
+    #[serde(default)]
+    pub images: Vec<ImageRef>,
+}
+
+impl Report {
+    /// The report as one text with section headers, in reading order.
+    pub fn text(&self) -> String {
+        let s = &self.sections;
+        [
+            ("INDICATION", &s.indication),
+            ("COMPARISON", &s.comparison),
+            ("FINDINGS", &s.findings),
+            ("IMPRESSION", &s.impression),
+        ]
+        .into_iter()
+        .filter_map(|(title, body)| body.as_deref().map(|b| format!("{title}: {b}")))
+        .collect::<Vec<_>>()
+        .join("\n")
+    }
+
+    /// The distinct manually coded headings that are findings, as written.
+    pub fn gold_headings(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for t in self.mesh.iter().filter(|t| t.is_finding()) {
+            if !out.iter().any(|h| h.eq_ignore_ascii_case(&t.heading)) {
+                out.push(t.heading.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether the manual coding calls the study normal.
+    pub fn coded_normal(&self) -> bool {
+        self.mesh
+            .iter()
+            .any(|t| t.heading.eq_ignore_ascii_case("normal"))
+    }
+}
+
+/// A file that could not be read, or was read with a caveat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    pub file: String,
+    pub message: String,
+    /// Whether the report was left out.
+    pub skipped: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Corpus {
+    pub reports: Vec<Report>,
+    pub problems: Vec<Problem>,
+}
+
+impl Corpus {
+    pub fn skipped(&self) -> usize {
+        self.problems.iter().filter(|p| p.skipped).count()
+    }
+
+    /// Adds one XML file's outcome.
+    pub fn add_xml(&mut self, file: &str, bytes: &[u8]) {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => return self.skip(file, format!("not valid UTF-8 ({e})")),
+        };
+        match parse_report_xml(text) {
+            Ok(report) => {
+                if report.sections.findings.is_none() && report.sections.impression.is_none() {
+                    return self.skip(file, "no findings or impression text".to_string());
+                }
+                if report.sections.findings.is_none() {
+                    self.warn(file, "no FINDINGS section; using the impression alone");
+                }
+                self.reports.push(report);
+            }
+            Err(message) => self.skip(file, message),
+        }
+    }
+
+    /// Records that `file` was left out, and why.
+    pub fn skip(&mut self, file: &str, message: String) {
+        self.problems.push(Problem {
+            file: file.to_string(),
+            message,
+            skipped: true,
+        });
+    }
+
+    fn warn(&mut self, file: &str, message: &str) {
+        self.problems.push(Problem {
+            file: file.to_string(),
+            message: message.to_string(),
+            skipped: false,
+        });
+    }
+
+    /// Sorts reports by numeric id so that output order is stable.
+    pub fn sort(&mut self) {
+        self.reports
+            .sort_by_key(|r| (r.id.parse::<u64>().unwrap_or(u64::MAX), r.id.clone()));
+    }
+}
+
+/// Parses one OpenI XML report.
+pub fn parse_report_xml(xml: &str) -> Result<Report, String> {
+    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("malformed XML: {e}"))?;
+    let root = doc.root_element();
+    let id = root
+        .descendants()
+        .find(|n| n.has_tag_name("IUXRId"))
+        .and_then(|n| n.attribute("id"))
+        .or_else(|| {
+            root.descendants()
+                .find(|n| n.has_tag_name("uId"))
+                .and_then(|n| n.attribute("id"))
+                .map(|u| u.trim_start_matches("CXR"))
+        })
+        .filter(|id| !id.trim().is_empty())
+        .ok_or("no report id (<IUXRId> or <uId>)")?
+        .trim()
+        .to_string();
+    let mut sections = Sections::default();
+    for node in root
+        .descendants()
+        .filter(|n| n.has_tag_name("AbstractText"))
+    {
+        let body: String = node.descendants().filter_map(|n| n.text()).collect();
+        let body = clean(&body);
+        let slot = match node
+            .attribute("Label")
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            Some("INDICATION") => &mut sections.indication,
+            Some("COMPARISON") => &mut sections.comparison,
+            Some("FINDINGS") => &mut sections.findings,
+            Some("IMPRESSION") => &mut sections.impression,
+            _ => continue,
+        };
+        *slot = body;
+    }
+    let terms = |tag: &str| -> Vec<MeshTerm> {
+        root.descendants()
+            .filter(|n| n.has_tag_name("MeSH"))
+            .flat_map(|m| {
+                m.children()
+                    .filter(|c| c.has_tag_name(tag))
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|n| n.text().and_then(MeshTerm::parse))
+            .collect()
+    };
+    let images = root
+        .descendants()
+        .filter(|n| n.has_tag_name("parentImage"))
+        .filter_map(|n| n.attribute("id"))
+        .map(|id| ImageRef {
+            id: id.to_string(),
+            projection: None,
+        })
+        .collect();
+    Ok(Report {
+        id,
+        sections,
+        mesh: terms("major"),
+        automatic: terms("automatic"),
+        images,
+    })
+}
+
+/// Trims and collapses whitespace; `None` for empty text.
+fn clean(s: &str) -> Option<String> {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!joined.is_empty()).then_some(joined)
+}
+
+/// Reads every `*.xml` entry of a gzip-compressed tar archive.
+pub fn read_tgz<R: Read>(reader: R, corpus: &mut Corpus) -> Result<(), String> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a readable .tgz: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("damaged .tgz: {e}"))?;
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "<unnamed entry>".to_string());
+        if !name.ends_with(".xml") {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        match entry.read_to_end(&mut bytes) {
+            Ok(_) => corpus.add_xml(&name, &bytes),
+            Err(e) => corpus.skip(&name, format!("unreadable archive entry: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// The OpenI image id of a CSV-layout file name: `2_IM-0652-1001.dcm.png`
+/// becomes `CXR2_IM-0652-1001`, as in the XML. (Report 1 alone is named
+/// `CXR1_1_IM-…` in the XML; compare images by `image_key` to be safe.)
+pub fn image_id_from_csv_name(file: &str) -> String {
+    let stem = file.trim_end_matches(".png").trim_end_matches(".dcm");
+    format!("CXR{stem}")
+}
+
+/// Reads the CSV layout. `projections` (uid, filename, projection) is optional.
+pub fn read_csv<R: Read, P: Read>(
+    reports: R,
+    projections: Option<P>,
+    corpus: &mut Corpus,
+) -> Result<(), String> {
+    let mut images: BTreeMap<String, Vec<ImageRef>> = BTreeMap::new();
+    if let Some(p) = projections {
+        let mut rdr = csv::Reader::from_reader(p);
+        for (line, rec) in rdr.records().enumerate() {
+            let rec = rec.map_err(|e| format!("indiana_projections.csv line {}: {e}", line + 2))?;
+            let (Some(uid), Some(file)) = (rec.get(0), rec.get(1)) else {
+                continue;
+            };
+            let projection = match rec.get(2).map(str::trim) {
+                Some("Frontal") => Some(Projection::Frontal),
+                Some("Lateral") => Some(Projection::Lateral),
+                _ => None,
+            };
+            images
+                .entry(uid.trim().to_string())
+                .or_default()
+                .push(ImageRef {
+                    id: image_id_from_csv_name(file.trim()),
+                    projection,
+                });
+        }
+    }
+    let mut rdr = csv::Reader::from_reader(reports);
+    let headers = rdr
+        .headers()
+        .map_err(|e| format!("indiana_reports.csv: {e}"))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let (Some(uid), Some(mesh)) = (col("uid"), col("MeSH")) else {
+        return Err("indiana_reports.csv: expected columns uid and MeSH".into());
+    };
+    let text_cols = [
+        col("indication"),
+        col("comparison"),
+        col("findings"),
+        col("impression"),
+    ];
+    for (line, rec) in rdr.records().enumerate() {
+        let file = format!("indiana_reports.csv line {}", line + 2);
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                corpus.skip(&file, format!("unreadable CSV record: {e}"));
+                continue;
+            }
+        };
+        let id = rec.get(uid).unwrap_or("").trim().to_string();
+        if id.is_empty() {
+            corpus.skip(&file, "no uid".into());
+            continue;
+        }
+        let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).and_then(clean);
+        let sections = Sections {
+            indication: get(text_cols[0]),
+            comparison: get(text_cols[1]),
+            findings: get(text_cols[2]),
+            impression: get(text_cols[3]),
+        };
+        if sections.findings.is_none() && sections.impression.is_none() {
+            corpus.skip(
+                &file,
+                format!("report {id}: no findings or impression text"),
+            );
+            continue;
+        }
+        corpus.reports.push(Report {
+            images: images.remove(&id).unwrap_or_default(),
+            id,
+            sections,
+            mesh: rec
+                .get(mesh)
+                .unwrap_or("")
+                .split(';')
+                .filter_map(MeshTerm::parse)
+                .collect(),
+            automatic: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mesh_terms_split_heading_and_qualifiers() {
+        let t = MeshTerm::parse("Opacity/lung/upper lobe/right/streaky").unwrap();
+        assert_eq!(t.heading, "Opacity");
+        assert_eq!(t.qualifiers, ["lung", "upper lobe", "right", "streaky"]);
+        assert_eq!(
+            MeshTerm::parse("Aorta, Thoracic").unwrap().heading,
+            "Aorta, Thoracic"
+        );
+        assert!(!MeshTerm::parse("normal").unwrap().is_finding());
+        assert!(MeshTerm::parse(" ").is_none());
+    }
+
+    #[test]
+    fn csv_image_names_map_to_openi_ids() {
+        assert_eq!(
+            image_id_from_csv_name("2_IM-0652-1001.dcm.png"),
+            "CXR2_IM-0652-1001"
+        );
+        for name in [
+            "CXR1_1_IM-0001-4001.png",
+            "1_IM-0001-4001.dcm.png",
+            "CXR1_1_IM-0001-4001",
+        ] {
+            assert_eq!(ImageRef::image_key(name), Some("IM-0001-4001"));
+        }
+    }
+}

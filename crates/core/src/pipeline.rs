@@ -1,0 +1,63 @@
+//! The rule pipeline end to end: text in, `Prediction` out.
+
+use crate::doc::Doc;
+use crate::findings::FindingRules;
+use crate::labeler::RuleLabeler;
+use crate::schema::Prediction;
+use crate::vocab::Vocabulary;
+
+/// The longest report the pipeline accepts, in chars. Longer input is an
+/// error, not a silent truncation.
+pub const MAX_REPORT_CHARS: usize = 200_000;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InputError {
+    #[error("the report is empty")]
+    Empty,
+    #[error("the report has {0} characters; at most {MAX_REPORT_CHARS} are accepted")]
+    TooLong(usize),
+}
+
+/// Vocabulary, labeler and coding rules, built once and reused for every report.
+#[derive(Debug, Clone)]
+pub struct RulePipeline {
+    pub vocab: Vocabulary,
+    pub labeler: RuleLabeler,
+    pub findings: FindingRules,
+}
+
+impl RulePipeline {
+    /// The pipeline with the shipped vocabulary and rules.
+    pub fn embedded() -> Self {
+        let vocab = Vocabulary::embedded();
+        let labeler = RuleLabeler::embedded(&vocab);
+        Self {
+            vocab,
+            labeler,
+            findings: FindingRules::default(),
+        }
+    }
+
+    /// Tokenizes and labels `text`.
+    pub fn doc(&self, text: &str) -> Result<Doc, InputError> {
+        if text.trim().is_empty() {
+            return Err(InputError::Empty);
+        }
+        let n = text.chars().count();
+        if n > MAX_REPORT_CHARS {
+            return Err(InputError::TooLong(n));
+        }
+        let mut doc = Doc::new(text);
+        self.labeler.annotate(&mut doc, &self.vocab);
+        Ok(doc)
+    }
+
+    pub fn predict(&self, id: &str, text: &str) -> Result<Prediction, InputError> {
+        let doc = self.doc(text)?;
+        Ok(Prediction {
+            id: id.to_string(),
+            findings: self.findings.findings(&doc, &self.vocab),
+            entities: doc.entities(&self.vocab),
+        })
+    }
+}

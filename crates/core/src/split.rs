@@ -1,0 +1,104 @@
+//! The deterministic train / validation / test split of OpenI by report id.
+//!
+//! Recipe (version 1): bucket = first 8 bytes of SHA-256(`openi-split-v1:` + id)
+//! read big-endian, modulo 10; buckets 0–7 train, 8 validation, 9 test.
+//! The split depends on the id alone, so adding reports never moves others.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const SPLIT_VERSION: &str = "openi-split-v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Validation,
+    Test,
+}
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Validation => "validation",
+            Self::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "train" => Some(Self::Train),
+            "validation" => Some(Self::Validation),
+            "test" => Some(Self::Test),
+            _ => None,
+        }
+    }
+}
+
+/// The split a report id belongs to.
+pub fn split_of(report_id: &str) -> Split {
+    let digest = Sha256::digest(format!("{SPLIT_VERSION}:{report_id}").as_bytes());
+    let bucket = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 10;
+    match bucket {
+        0..=7 => Split::Train,
+        8 => Split::Validation,
+        _ => Split::Test,
+    }
+}
+
+/// Renders the split file: a header, then `id<TAB>split` sorted by numeric id.
+pub fn render_split_file<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let mut ids: Vec<&str> = ids.into_iter().collect();
+    ids.sort_by_key(|id| (id.parse::<u64>().unwrap_or(u64::MAX), id.to_string()));
+    ids.dedup();
+    let mut out = format!("# {SPLIT_VERSION}: bucket = SHA-256(\"{SPLIT_VERSION}:\" + id)[0..8] big-endian mod 10; 0-7 train, 8 validation, 9 test\nid\tsplit\n");
+    for id in ids {
+        out.push_str(&format!("{id}\t{}\n", split_of(id).as_str()));
+    }
+    out
+}
+
+/// Parses a split file back into (id, split) pairs.
+pub fn parse_split_file(text: &str) -> Result<Vec<(String, Split)>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty() && *l != "id\tsplit")
+        .map(|(n, l)| {
+            let (id, split) = l
+                .split_once('\t')
+                .ok_or_else(|| format!("split file line {}: expected id<TAB>split", n + 1))?;
+            let split = Split::parse(split.trim())
+                .ok_or_else(|| format!("split file line {}: unknown split {split:?}", n + 1))?;
+            Ok((id.to_string(), split))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_stable_and_round_trips() {
+        let ids = ["1", "2", "3", "10", "2000"];
+        let file = render_split_file(ids);
+        let parsed = parse_split_file(&file).unwrap();
+        assert_eq!(parsed.len(), 5);
+        for (id, s) in parsed {
+            assert_eq!(s, split_of(&id));
+        }
+    }
+
+    #[test]
+    fn proportions_are_about_80_10_10() {
+        let ids: Vec<String> = (1..=5000).map(|i| i.to_string()).collect();
+        let test = ids.iter().filter(|i| split_of(i) == Split::Test).count();
+        let val = ids
+            .iter()
+            .filter(|i| split_of(i) == Split::Validation)
+            .count();
+        assert!((400..600).contains(&test), "{test}");
+        assert!((400..600).contains(&val), "{val}");
+    }
+}
