@@ -122,7 +122,7 @@ enum Command {
         #[arg(long, default_value = "data/splits/openi-split-v1.tsv")]
         split_file: PathBuf,
         /// Whether uncertain mentions code their concept.
-        #[arg(long, value_enum, default_value = "coded")]
+        #[arg(long, value_enum, default_value = "ignored")]
         uncertain: UncertainArg,
         /// Also write the tables as Markdown to this file.
         #[arg(long)]

@@ -20,7 +20,7 @@ pub struct FindingRules {
 impl Default for FindingRules {
     fn default() -> Self {
         Self {
-            uncertain_is_coded: true,
+            uncertain_is_coded: false,
         }
     }
 }

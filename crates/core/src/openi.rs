@@ -209,7 +209,11 @@ pub fn parse_report_xml(xml: &str) -> Result<Report, String> {
         .descendants()
         .filter(|n| n.has_tag_name("AbstractText"))
     {
-        let body: String = node.descendants().filter_map(|n| n.text()).collect();
+        let body: String = node
+            .descendants()
+            .filter(|n| n.is_text())
+            .filter_map(|n| n.text())
+            .collect();
         let body = clean(&body);
         let slot = match node
             .attribute("Label")

@@ -188,6 +188,7 @@ fn singular(w: &str) -> String {
         || w.ends_with("asis")
         || w.ends_with("ous")
         || w.ends_with("us")
+        || w.contains('\'')
     {
         return w.to_string();
     }

@@ -1,0 +1,68 @@
+//! Bad and unusual input: clear errors, no panics, offsets that stay in bounds.
+
+mod common;
+use common::pipeline;
+use integrabner_core::pipeline::{InputError, MAX_REPORT_CHARS};
+
+#[test]
+fn empty_and_blank_reports_are_errors() {
+    assert_eq!(pipeline().predict("x", "").unwrap_err(), InputError::Empty);
+    assert_eq!(pipeline().predict("x", " \n\t ").unwrap_err(), InputError::Empty);
+}
+
+#[test]
+fn too_long_reports_are_errors_not_truncations() {
+    let text = "a".repeat(MAX_REPORT_CHARS + 1);
+    assert_eq!(
+        pipeline().predict("x", &text).unwrap_err(),
+        InputError::TooLong(MAX_REPORT_CHARS + 1)
+    );
+}
+
+#[test]
+fn a_100k_char_report_is_labelled() {
+    let sentence = "Small right pleural effusion. No pneumothorax. ";
+    let text = sentence.repeat(100_000 / sentence.len() + 1);
+    let p = pipeline().predict("big", &text).unwrap();
+    assert!(p.entities.len() > 4000);
+    assert_eq!(p.findings.len(), 1);
+}
+
+#[test]
+fn unusual_unicode_keeps_char_offsets_exact() {
+    let text = "Ünïcödé 🫁 test: right pleural effusion\u{200B}; no pneumothorax. \u{0000}\u{FEFF} مرحبا cardiomegaly\u{0301}. e\u{0301}dema";
+    let p = pipeline().predict("u", text).unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    assert!(p.entities.len() >= 2);
+    for e in &p.entities {
+        assert!(e.start < e.end && e.end <= chars.len());
+        assert_eq!(chars[e.start..e.end].iter().collect::<String>(), e.text);
+    }
+}
+
+#[test]
+fn binary_garbage_does_not_panic() {
+    let garbage: String = (0u32..5000)
+        .filter_map(|i| char::from_u32((i * 7919) % 0x2FFFF))
+        .collect();
+    let p = pipeline().predict("g", &garbage).unwrap();
+    let n = garbage.chars().count();
+    assert!(p.entities.iter().all(|e| e.end <= n));
+}
+
+#[test]
+fn output_serializes_in_the_documented_shape() {
+    let p = pipeline().predict("r1", "Right pleural effusion. No pneumothorax.").unwrap();
+    let v: serde_json::Value = serde_json::to_value(&p).unwrap();
+    assert_eq!(v["id"], "r1");
+    let f = &v["findings"][0];
+    assert_eq!(f["concept"], "Pleural Effusion");
+    assert_eq!(f["type"], "disease");
+    assert_eq!(f["source"], "dictionary");
+    let e = &v["entities"][1];
+    assert_eq!(e["label"], "DISEASE");
+    assert_eq!(e["assertion"], "absent");
+    assert_eq!(e["text"], "pneumothorax");
+    let keys: Vec<&str> = e.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert_eq!(keys.len(), 8, "{keys:?}");
+}
