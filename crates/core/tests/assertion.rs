@@ -23,14 +23,24 @@ fn a_list_after_no_is_all_absent() {
     );
     assert_eq!(
         assertions("There is no focal consolidation, pneumothorax, or large pleural effusion."),
-        pairs(&[("Consolidation", Absent), ("Pneumothorax", Absent), ("Pleural Effusion", Absent)])
+        pairs(&[
+            ("Consolidation", Absent),
+            ("Pneumothorax", Absent),
+            ("Pleural Effusion", Absent)
+        ])
     );
 }
 
 #[test]
 fn cannot_exclude_is_uncertain() {
-    assert_eq!(assertions("Cannot exclude pneumonia."), pairs(&[("Pneumonia", Uncertain)]));
-    assert_eq!(assertions("Pneumonia cannot be excluded."), pairs(&[("Pneumonia", Uncertain)]));
+    assert_eq!(
+        assertions("Cannot exclude pneumonia."),
+        pairs(&[("Pneumonia", Uncertain)])
+    );
+    assert_eq!(
+        assertions("Pneumonia cannot be excluded."),
+        pairs(&[("Pneumonia", Uncertain)])
+    );
     assert_eq!(
         assertions("Findings may represent atelectasis."),
         pairs(&[("Pulmonary Atelectasis", Uncertain)])
@@ -55,14 +65,26 @@ fn scope_ends_at_sentence_and_at_but() {
 
 #[test]
 fn pseudo_negations_do_not_negate() {
-    assert_eq!(assertions("No change in cardiomegaly."), pairs(&[("Cardiomegaly", Present)]));
-    assert_eq!(findings("No interval change in the left pleural effusion."), ["Pleural Effusion"]);
+    assert_eq!(
+        assertions("No change in cardiomegaly."),
+        pairs(&[("Cardiomegaly", Present)])
+    );
+    assert_eq!(
+        findings("No interval change in the left pleural effusion."),
+        ["Pleural Effusion"]
+    );
 }
 
 #[test]
 fn backward_cues() {
-    assert_eq!(assertions("Pneumothorax is not seen."), pairs(&[("Pneumothorax", Absent)]));
-    assert_eq!(assertions("Previously seen effusion has resolved."), pairs(&[("Pleural Effusion", Absent)]));
+    assert_eq!(
+        assertions("Pneumothorax is not seen."),
+        pairs(&[("Pneumothorax", Absent)])
+    );
+    assert_eq!(
+        assertions("Previously seen effusion has resolved."),
+        pairs(&[("Pleural Effusion", Absent)])
+    );
 }
 
 /// Hand-written negated and uncertain statements: none may produce a present finding.
@@ -118,12 +140,17 @@ fn negated_and_uncertain_sentences_produce_no_present_findings() {
             "{s:?} must mention a concept, or the test proves nothing"
         );
     }
-    assert!(failures.is_empty(), "present findings from negated text:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "present findings from negated text:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn history_sections_are_not_coded() {
-    let text = "INDICATION: history of pneumonia\nFINDINGS: Clear lungs.\nIMPRESSION: Normal chest.";
+    let text =
+        "INDICATION: history of pneumonia\nFINDINGS: Clear lungs.\nIMPRESSION: Normal chest.";
     assert!(findings(text).is_empty());
     assert!(assertions(text).contains(&("Pneumonia".to_string(), Present)));
 }

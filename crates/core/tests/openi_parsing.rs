@@ -26,19 +26,27 @@ fn xml_keeps_sections_coding_and_images() {
         "7",
         "Streaky  opacity.",
         "Atelectasis.",
-        &["Opacity/lung/upper lobe/right/streaky", "Aorta, Thoracic/tortuous"],
+        &[
+            "Opacity/lung/upper lobe/right/streaky",
+            "Aorta, Thoracic/tortuous",
+        ],
     );
     let r = parse_report_xml(&xml).unwrap();
     assert_eq!(r.id, "7");
     assert_eq!(r.sections.indication.as_deref(), Some("Cough & fever"));
     assert_eq!(r.sections.findings.as_deref(), Some("Streaky opacity."));
     assert_eq!(r.mesh[0].heading, "Opacity");
-    assert_eq!(r.mesh[0].qualifiers, ["lung", "upper lobe", "right", "streaky"]);
+    assert_eq!(
+        r.mesh[0].qualifiers,
+        ["lung", "upper lobe", "right", "streaky"]
+    );
     assert_eq!(r.mesh[1].heading, "Aorta, Thoracic");
     assert_eq!(r.automatic[0].heading, "Pulmonary Atelectasis");
     assert_eq!(r.images.len(), 2);
     assert_eq!(r.gold_headings(), ["Opacity", "Aorta, Thoracic"]);
-    assert!(r.text().starts_with("INDICATION: Cough & fever\nCOMPARISON: None.\nFINDINGS: "));
+    assert!(r
+        .text()
+        .starts_with("INDICATION: Cough & fever\nCOMPARISON: None.\nFINDINGS: "));
 }
 
 fn tgz(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
@@ -57,10 +65,8 @@ fn tgz(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
 #[test]
 fn damaged_files_are_named_skipped_and_counted() {
     let good = report_xml("1", "Normal.", "Normal.", &["normal"]);
-    let no_findings = report_xml("2", "", "Cardiomegaly.", &["Cardiomegaly"]).replace(
-        r#"<AbstractText Label="FINDINGS"></AbstractText>"#,
-        "",
-    );
+    let no_findings = report_xml("2", "", "Cardiomegaly.", &["Cardiomegaly"])
+        .replace(r#"<AbstractText Label="FINDINGS"></AbstractText>"#, "");
     let empty = report_xml("3", "", "", &["normal"]);
     let archive = tgz(&[
         ("ecgen-radiology/1.xml", good.into_bytes()),
@@ -86,7 +92,13 @@ fn damaged_files_are_named_skipped_and_counted() {
     assert!(msg("3.xml").0.contains("no findings or impression"));
     assert!(msg("4.xml").0.contains("malformed XML"));
     assert!(msg("5.xml").0.contains("UTF-8"));
-    assert_eq!(msg("2.xml"), ("no FINDINGS section; using the impression alone".into(), false));
+    assert_eq!(
+        msg("2.xml"),
+        (
+            "no FINDINGS section; using the impression alone".into(),
+            false
+        )
+    );
 }
 
 #[test]
@@ -105,12 +117,20 @@ fn csv_layout_with_projections() {
         3,normal,normal,Xray,,,,\n";
     let projections = "uid,filename,projection\n1,1_IM-0001-4001.dcm.png,Frontal\n1,1_IM-0001-3001.dcm.png,Lateral\n2,2_IM-0652-1001.dcm.png,Frontal\n";
     let mut corpus = Corpus::default();
-    read_csv(reports.as_bytes(), Some(projections.as_bytes()), &mut corpus).unwrap();
+    read_csv(
+        reports.as_bytes(),
+        Some(projections.as_bytes()),
+        &mut corpus,
+    )
+    .unwrap();
     assert_eq!(corpus.reports.len(), 2);
     assert_eq!(corpus.skipped(), 1);
     let r2 = &corpus.reports[1];
     assert_eq!(r2.gold_headings(), ["Cardiomegaly", "Pulmonary Artery"]);
     assert_eq!(r2.mesh[0].qualifiers, ["borderline"]);
     assert_eq!(r2.images[0].id, "CXR2_IM-0652-1001");
-    assert_eq!(corpus.reports[0].images[1].projection, Some(Projection::Lateral));
+    assert_eq!(
+        corpus.reports[0].images[1].projection,
+        Some(Projection::Lateral)
+    );
 }

@@ -7,7 +7,10 @@ use integrabner_core::pipeline::{InputError, MAX_REPORT_CHARS};
 #[test]
 fn empty_and_blank_reports_are_errors() {
     assert_eq!(pipeline().predict("x", "").unwrap_err(), InputError::Empty);
-    assert_eq!(pipeline().predict("x", " \n\t ").unwrap_err(), InputError::Empty);
+    assert_eq!(
+        pipeline().predict("x", " \n\t ").unwrap_err(),
+        InputError::Empty
+    );
 }
 
 #[test]
@@ -52,7 +55,9 @@ fn binary_garbage_does_not_panic() {
 
 #[test]
 fn output_serializes_in_the_documented_shape() {
-    let p = pipeline().predict("r1", "Right pleural effusion. No pneumothorax.").unwrap();
+    let p = pipeline()
+        .predict("r1", "Right pleural effusion. No pneumothorax.")
+        .unwrap();
     let v: serde_json::Value = serde_json::to_value(&p).unwrap();
     assert_eq!(v["id"], "r1");
     let f = &v["findings"][0];

@@ -24,5 +24,9 @@ pub fn entities(text: &str) -> Vec<(String, Option<String>, Assertion)> {
 }
 
 pub fn findings(text: &str) -> Vec<String> {
-    predict(text).findings.into_iter().map(|f| f.concept).collect()
+    predict(text)
+        .findings
+        .into_iter()
+        .map(|f| f.concept)
+        .collect()
 }
