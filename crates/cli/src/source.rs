@@ -1,16 +1,23 @@
 //! Reading OpenI from disk: a `.tgz`, a directory of XML files, or the CSV layout.
 
 use anyhow::{bail, Context, Result};
-use integrabner_core::openi::{read_csv, read_tgz, Corpus};
+use integrabner_core::openi::{read_csv, read_projections, read_tgz, Corpus};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Loads an OpenI corpus from `path`, printing a warning for every problem.
-/// `projections` is the CSV layout's projections file; when omitted, an
-/// `indiana_projections.csv` beside `indiana_reports.csv` is used.
+/// `projections` is the CSV layout's projections file (frontal / lateral); when
+/// omitted, an `indiana_projections.csv` beside `path` is used if there is one.
 pub fn load_corpus(path: &Path, projections: Option<&Path>) -> Result<Corpus> {
     let mut corpus = Corpus::default();
     let name = path.to_string_lossy();
+    let beside = path.with_file_name("indiana_projections.csv");
+    let projections = projections.or_else(|| beside.exists().then_some(beside.as_path()));
+    let open_projections = || -> Result<Option<File>> {
+        projections
+            .map(|p| File::open(p).with_context(|| format!("cannot open {}", p.display())))
+            .transpose()
+    };
     if path.is_dir() {
         let mut files: Vec<PathBuf> = walk_xml(path)?;
         files.sort();
@@ -28,15 +35,16 @@ pub fn load_corpus(path: &Path, projections: Option<&Path>) -> Result<Corpus> {
         read_tgz(file, &mut corpus).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     } else if name.ends_with(".csv") {
         let reports = File::open(path).with_context(|| format!("cannot open {name}"))?;
-        let beside = path.with_file_name("indiana_projections.csv");
-        let projections = match projections {
-            Some(p) => Some(File::open(p).with_context(|| format!("cannot open {}", p.display()))?),
-            None if beside.exists() => Some(File::open(&beside)?),
-            None => None,
-        };
-        read_csv(reports, projections, &mut corpus).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        read_csv(reports, open_projections()?, &mut corpus)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     } else {
         bail!("{name}: expected an OpenI .tgz, a directory of OpenI XML files, or indiana_reports.csv");
+    }
+    if !name.ends_with(".csv") {
+        if let Some(file) = open_projections()? {
+            let images = read_projections(file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            corpus.attach_projections(&images);
+        }
     }
     for p in corpus.problems.iter().filter(|p| p.skipped) {
         eprintln!("warning: {}: {}; skipped", p.file, p.message);

@@ -160,6 +160,12 @@ fn ingest_reads_xml_and_csv_layouts_alike() {
     assert_eq!(a["mesh"], b["mesh"]);
     assert_eq!(a["mesh"][0]["heading"], "Cardiomegaly");
     assert_eq!(b["images"][0]["projection"], "frontal");
+    // the XML layout takes projections from indiana_projections.csv beside it,
+    // also for report 1, whose XML image ids carry an extra `1_`
+    assert_eq!(a["images"][0]["projection"], "frontal");
+    let one = find(&xml, "1");
+    assert_eq!(one["images"][0]["id"], "CXR1_1_IM-0001-3001");
+    assert_eq!(one["images"][0]["projection"], "lateral");
 }
 
 #[test]

@@ -295,34 +295,68 @@ pub fn image_id_from_csv_name(file: &str) -> String {
     format!("CXR{stem}")
 }
 
+/// Reads `indiana_projections.csv` (uid, filename, projection) into the images
+/// of each report id.
+pub fn read_projections<P: Read>(
+    projections: P,
+) -> Result<BTreeMap<String, Vec<ImageRef>>, String> {
+    let mut images: BTreeMap<String, Vec<ImageRef>> = BTreeMap::new();
+    let mut rdr = csv::Reader::from_reader(projections);
+    for (line, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| format!("indiana_projections.csv line {}: {e}", line + 2))?;
+        let (Some(uid), Some(file)) = (rec.get(0), rec.get(1)) else {
+            continue;
+        };
+        let projection = match rec.get(2).map(str::trim) {
+            Some("Frontal") => Some(Projection::Frontal),
+            Some("Lateral") => Some(Projection::Lateral),
+            _ => None,
+        };
+        images
+            .entry(uid.trim().to_string())
+            .or_default()
+            .push(ImageRef {
+                id: image_id_from_csv_name(file.trim()),
+                projection,
+            });
+    }
+    Ok(images)
+}
+
+impl Corpus {
+    /// Gives the XML layout's images their projection, matching by report id
+    /// and `ImageRef::image_key`. Returns how many images got one.
+    pub fn attach_projections(&mut self, images: &BTreeMap<String, Vec<ImageRef>>) -> usize {
+        let mut attached = 0;
+        for report in &mut self.reports {
+            let Some(known) = images.get(&report.id) else {
+                continue;
+            };
+            for image in &mut report.images {
+                let key = ImageRef::image_key(&image.id);
+                if let Some(k) = known
+                    .iter()
+                    .find(|k| key.is_some() && ImageRef::image_key(&k.id) == key)
+                {
+                    image.projection = k.projection;
+                    attached += 1;
+                }
+            }
+        }
+        attached
+    }
+}
+
 /// Reads the CSV layout. `projections` (uid, filename, projection) is optional.
 pub fn read_csv<R: Read, P: Read>(
     reports: R,
     projections: Option<P>,
     corpus: &mut Corpus,
 ) -> Result<(), String> {
-    let mut images: BTreeMap<String, Vec<ImageRef>> = BTreeMap::new();
-    if let Some(p) = projections {
-        let mut rdr = csv::Reader::from_reader(p);
-        for (line, rec) in rdr.records().enumerate() {
-            let rec = rec.map_err(|e| format!("indiana_projections.csv line {}: {e}", line + 2))?;
-            let (Some(uid), Some(file)) = (rec.get(0), rec.get(1)) else {
-                continue;
-            };
-            let projection = match rec.get(2).map(str::trim) {
-                Some("Frontal") => Some(Projection::Frontal),
-                Some("Lateral") => Some(Projection::Lateral),
-                _ => None,
-            };
-            images
-                .entry(uid.trim().to_string())
-                .or_default()
-                .push(ImageRef {
-                    id: image_id_from_csv_name(file.trim()),
-                    projection,
-                });
-        }
-    }
+    let mut images = match projections {
+        Some(p) => read_projections(p)?,
+        None => BTreeMap::new(),
+    };
     let mut rdr = csv::Reader::from_reader(reports);
     let headers = rdr
         .headers()
