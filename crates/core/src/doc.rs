@@ -64,15 +64,6 @@ impl Doc {
             .map_or(SectionKind::Findings, |s| s.kind)
     }
 
-    /// The sentence (token range) that holds `token`.
-    pub fn sentence_of(&self, token: usize) -> Range<usize> {
-        self.sentences
-            .iter()
-            .find(|s| s.contains(&token))
-            .cloned()
-            .unwrap_or(token..token + 1)
-    }
-
     /// The spans as output entities, in text order.
     pub fn entities(&self, vocab: &crate::vocab::Vocabulary) -> Vec<Entity> {
         let mut spans: Vec<&Span> = self.spans.iter().collect();

@@ -113,13 +113,6 @@ impl Report {
         }
         out
     }
-
-    /// Whether the manual coding calls the study normal.
-    pub fn coded_normal(&self) -> bool {
-        self.mesh
-            .iter()
-            .any(|t| t.heading.eq_ignore_ascii_case("normal"))
-    }
 }
 
 /// A file that could not be read, or was read with a caveat.

@@ -16,8 +16,6 @@ pub enum ConceptType {
 }
 
 impl ConceptType {
-    pub const ALL: [ConceptType; 4] = [Self::Anatomy, Self::Disease, Self::Finding, Self::Device];
-
     /// The entity label that spans of this concept type carry.
     pub fn label(self) -> EntityLabel {
         match self {
@@ -48,17 +46,6 @@ pub enum EntityLabel {
     Device,
 }
 
-impl EntityLabel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Anatomy => "ANATOMY",
-            Self::Disease => "DISEASE",
-            Self::Finding => "FINDING",
-            Self::Device => "DEVICE",
-        }
-    }
-}
-
 /// Whether the report asserts that an entity exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,16 +53,6 @@ pub enum Assertion {
     Present,
     Absent,
     Uncertain,
-}
-
-impl Assertion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Present => "present",
-            Self::Absent => "absent",
-            Self::Uncertain => "uncertain",
-        }
-    }
 }
 
 /// Which component judged a document-level finding present.

@@ -20,16 +20,6 @@ impl SectionKind {
     pub fn describes_study(self) -> bool {
         matches!(self, Self::Findings | Self::Impression)
     }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::Indication => "INDICATION",
-            Self::Comparison => "COMPARISON",
-            Self::Technique => "TECHNIQUE",
-            Self::Findings => "FINDINGS",
-            Self::Impression => "IMPRESSION",
-        }
-    }
 }
 
 /// Section titles (normalized token text) and their kind. Titles from

@@ -24,12 +24,6 @@ pub struct Token {
     pub norm: String,
 }
 
-impl Token {
-    pub fn is_punct(&self, c: char) -> bool {
-        self.kind == TokenKind::Punct && self.norm.starts_with(c)
-    }
-}
-
 /// Splits text into word and punctuation tokens. Whitespace separates tokens
 /// and is dropped; a word keeps an inner `'` (`patient's`) and an inner `.`
 /// between digits (`4.9`).
