@@ -23,6 +23,18 @@ fn openi(file: &str) -> PathBuf {
     p
 }
 
+/// `integrabner ingest` of the XML collection, run once for all tests that read it.
+fn ingest_openi_xml() -> &'static Output {
+    static OUT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
+    OUT.get_or_init(|| {
+        bin()
+            .arg("ingest")
+            .arg(openi("NLMCXR_reports.tgz"))
+            .output()
+            .unwrap()
+    })
+}
+
 fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -137,11 +149,7 @@ fn committed_split_file_matches_the_recipe() {
 
 #[test]
 fn ingest_reads_xml_and_csv_layouts_alike() {
-    let xml = bin()
-        .arg("ingest")
-        .arg(openi("NLMCXR_reports.tgz"))
-        .output()
-        .unwrap();
+    let xml = ingest_openi_xml();
     let csv = bin()
         .arg("ingest")
         .arg(openi("indiana_reports.csv"))
@@ -170,11 +178,7 @@ fn ingest_reads_xml_and_csv_layouts_alike() {
 
 #[test]
 fn every_openi_heading_is_in_the_vocabulary() {
-    let out = bin()
-        .arg("ingest")
-        .arg(openi("NLMCXR_reports.tgz"))
-        .output()
-        .unwrap();
+    let out = ingest_openi_xml();
     let vocab = integrabner_core::vocab::Vocabulary::embedded();
     let mut missing = std::collections::BTreeSet::new();
     for r in json_lines(&out.stdout) {

@@ -104,7 +104,12 @@ impl RuleLabeler {
             .iter()
             .map(|s| self.context.scopes(&doc.tokens, s.clone()))
             .collect();
-        let sentence_index = |tok: usize| doc.sentences.iter().position(|s| s.contains(&tok));
+        // Sentences partition the tokens; look each token's sentence up once
+        // instead of scanning all sentences per match (long reports have thousands).
+        let mut sentence_of_token = vec![0; doc.tokens.len()];
+        for (i, s) in doc.sentences.iter().enumerate() {
+            sentence_of_token[s.clone()].fill(i);
+        }
 
         let mut spans = Vec::new();
         for m in &matches {
@@ -112,8 +117,7 @@ impl RuleLabeler {
                 continue;
             };
             let concept = vocab.concept(index);
-            let sent = sentence_index(m.tokens.start);
-            let scopes = sent.map_or(&[][..], |s| &sentence_scopes[s][..]);
+            let scopes = &sentence_scopes[sentence_of_token[m.tokens.start]];
             let assertion = assertion_of(scopes, &m.tokens);
             let mut abnormal_qualifiers = Vec::new();
             if abnormal {
@@ -135,9 +139,7 @@ impl RuleLabeler {
         }
         // Each present modifier describes the nearest structure in its sentence.
         for (range, modifier) in modifier_hits {
-            let Some(sent) = sentence_index(range.start) else {
-                continue;
-            };
+            let sent = sentence_of_token[range.start];
             if assertion_of(&sentence_scopes[sent], &range) != Assertion::Present {
                 continue;
             }
