@@ -2,6 +2,7 @@
 //! radiology reports.
 
 mod eval;
+mod export;
 mod predict;
 mod source;
 
@@ -137,6 +138,19 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Write the manifest of the model bundle that the web app downloads.
+    ///
+    /// Lists every bundle file with its size and SHA-256 and derives the bundle
+    /// version from them; the browser verifies each download against it and
+    /// replaces its cached copy when the version changes.
+    Export {
+        /// The bundle directory.
+        #[arg(default_value = "models")]
+        bundle: PathBuf,
+        /// Write nothing; exit 1 when the committed manifest is out of date.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -254,6 +268,10 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Predict { input, output } => predict::run(input.as_deref(), output.as_deref()),
+        Command::Export { bundle, check } => {
+            export::run(&bundle, check)?;
+            Ok(EXIT_OK)
+        }
     }
 }
 

@@ -119,7 +119,15 @@ fn predict_jsonl_skips_bad_lines_with_exit_3() {
 fn help_teaches_the_subcommands() {
     let out = bin().arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for word in ["predict", "eval", "label", "ingest", "split", "Exit status"] {
+    for word in [
+        "predict",
+        "eval",
+        "label",
+        "ingest",
+        "split",
+        "export",
+        "Exit status",
+    ] {
         assert!(help.contains(word), "--help lacks {word}");
     }
     assert_eq!(
@@ -227,4 +235,60 @@ fn rule_labeler_meets_the_test_split_target() {
     let baseline = f1("| substring baseline (original system), micro");
     assert!(rules >= 0.70, "rule labeler micro-F1 {rules}");
     assert!(baseline < 0.4, "substring baseline micro-F1 {baseline}");
+}
+
+#[test]
+fn committed_bundle_manifest_matches_its_files_and_a_change_is_caught() {
+    let committed = workspace().join("models");
+    let out = bin()
+        .args(["export", "--check"])
+        .arg(&committed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir(copy.path().join("rules")).unwrap();
+    for entry in std::fs::read_dir(committed.join("rules")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            copy.path().join("rules").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        committed.join("manifest.json"),
+        copy.path().join("manifest.json"),
+    )
+    .unwrap();
+    let cues = copy.path().join("rules/radiology_cues.json");
+    let text = std::fs::read_to_string(&cues).unwrap();
+    std::fs::write(&cues, text.replacen("  ", "   ", 1)).unwrap();
+    let stale = bin()
+        .args(["export", "--check"])
+        .arg(copy.path())
+        .output()
+        .unwrap();
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("does not match"));
+    assert!(bin()
+        .arg("export")
+        .arg(copy.path())
+        .status()
+        .unwrap()
+        .success());
+    let rewritten = std::fs::read_to_string(copy.path().join("manifest.json")).unwrap();
+    let old = std::fs::read_to_string(committed.join("manifest.json")).unwrap();
+    let version =
+        |m: &str| serde_json::from_str::<serde_json::Value>(m).unwrap()["version"].clone();
+    assert_ne!(
+        version(&rewritten),
+        version(&old),
+        "a changed file changes the bundle version"
+    );
 }

@@ -4,11 +4,9 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use integrabner_core::RulePipeline;
 
-const TYPICAL: &str = "INDICATION: Chest pain.\nFINDINGS: The heart is mildly enlarged. \
-Tortuous calcified thoracic aorta. No pneumothorax or pleural effusion. Streaky opacities \
-in the left lung base may represent atelectasis. Degenerative changes of the thoracic spine. \
-Left-sided pacemaker with leads in stable position.\nIMPRESSION: Mild cardiomegaly. \
-Cannot exclude early pneumonia.";
+/// Shared with the browser benchmark (tests/browser/bench.mjs), so that the
+/// wasm/native ratio compares the same input.
+const TYPICAL: &str = include_str!("reports/typical.txt");
 
 fn bench(c: &mut Criterion) {
     let pipeline = RulePipeline::embedded();

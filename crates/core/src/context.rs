@@ -77,8 +77,8 @@ pub enum RuleError {
     UnsupportedOp(String),
 }
 
-const RADIOLOGY_CUES: &str = include_str!("../data/radiology_cues.json");
-const MEDSPACY_RULES: &str = include_str!("../data/medspacy_context_rules.json");
+const RADIOLOGY_CUES: &str = include_str!("../../../models/rules/radiology_cues.json");
+const MEDSPACY_RULES: &str = include_str!("../../../models/rules/medspacy_context_rules.json");
 
 /// Where a cue applies within one sentence.
 #[derive(Debug, Clone, PartialEq)]

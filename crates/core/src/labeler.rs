@@ -79,11 +79,6 @@ impl RuleLabeler {
         }
     }
 
-    /// The labeler with the shipped vocabulary's phrases and the shipped cues.
-    pub fn embedded(vocab: &Vocabulary) -> Self {
-        Self::new(vocab, ContextRules::embedded())
-    }
-
     /// Adds a span for every dictionary match, with its assertion and, for
     /// structures, the abnormality modifiers that describe it.
     pub fn annotate(&self, doc: &mut Doc, vocab: &Vocabulary) {

@@ -4,9 +4,11 @@
 //! with assertion) -> FindingRules (document findings) -> Prediction`.
 //! This crate touches no file system and starts no threads.
 
+pub mod bundle;
 pub mod context;
 pub mod doc;
 pub mod findings;
+pub mod image_input;
 pub mod labeler;
 pub mod metrics;
 pub mod openi;

@@ -1,5 +1,6 @@
 //! The rule pipeline end to end: text in, `Prediction` out.
 
+use crate::context::ContextRules;
 use crate::doc::Doc;
 use crate::findings::FindingRules;
 use crate::labeler::RuleLabeler;
@@ -16,6 +17,15 @@ pub enum InputError {
     Empty,
     #[error("the report has {0} characters; at most {MAX_REPORT_CHARS} are accepted")]
     TooLong(usize),
+    #[error("the report looks like binary data, not text: {non_text} of its {chars} characters are control or replacement characters")]
+    Binary { non_text: usize, chars: usize },
+}
+
+/// Whether `c` can only come from bytes that were never text: control
+/// characters other than line breaks and tabs, and U+FFFD, which decoders put
+/// where bytes were not valid UTF-8.
+fn is_non_text(c: char) -> bool {
+    c == '\u{FFFD}' || (c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{0C}'))
 }
 
 /// Vocabulary, labeler and coding rules, built once and reused for every report.
@@ -29,8 +39,11 @@ pub struct RulePipeline {
 impl RulePipeline {
     /// The pipeline with the shipped vocabulary and rules.
     pub fn embedded() -> Self {
-        let vocab = Vocabulary::embedded();
-        let labeler = RuleLabeler::embedded(&vocab);
+        Self::new(Vocabulary::embedded(), ContextRules::embedded())
+    }
+
+    pub fn new(vocab: Vocabulary, rules: ContextRules) -> Self {
+        let labeler = RuleLabeler::new(&vocab, rules);
         Self {
             vocab,
             labeler,
@@ -46,6 +59,12 @@ impl RulePipeline {
         let n = text.chars().count();
         if n > MAX_REPORT_CHARS {
             return Err(InputError::TooLong(n));
+        }
+        // A stray control character is harmless; one in twenty means the text
+        // is a pasted binary file, and labelling it would only produce noise.
+        let non_text = text.chars().filter(|&c| is_non_text(c)).count();
+        if non_text * 20 > n {
+            return Err(InputError::Binary { non_text, chars: n });
         }
         let mut doc = Doc::new(text);
         self.labeler.annotate(&mut doc, &self.vocab);

@@ -56,7 +56,7 @@ pub enum Assertion {
 }
 
 /// Which component judged a document-level finding present.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FindingSource {
     Dictionary,

@@ -1,8 +1,9 @@
 //! The concept vocabulary: OpenI MeSH headings with their type, synonyms and
 //! codes, plus the modifiers that make an anatomy mention abnormal.
 //!
-//! The shipped vocabulary lives in `crates/core/data/concepts.json` and is
-//! compiled in, so the browser and the CLI use byte-identical data.
+//! The shipped vocabulary is `models/rules/concepts.json`, a file of the model
+//! bundle: the CLI compiles it in, the browser downloads it with the bundle and
+//! checks its SHA-256, so both run byte-identical data.
 
 use crate::schema::ConceptType;
 use serde::{Deserialize, Serialize};
@@ -81,7 +82,7 @@ pub enum VocabError {
     },
 }
 
-const EMBEDDED: &str = include_str!("../data/concepts.json");
+const EMBEDDED: &str = include_str!("../../../models/rules/concepts.json");
 
 impl Vocabulary {
     /// The vocabulary that ships with this build.

@@ -54,6 +54,26 @@ fn binary_garbage_does_not_panic() {
 }
 
 #[test]
+fn a_binary_file_pasted_as_text_is_rejected_with_a_reason() {
+    // What a browser's clipboard or `from_utf8_lossy` makes of a PNG's bytes.
+    let bytes: Vec<u8> = b"\x89PNG\r\n\x1a\n"
+        .iter()
+        .copied()
+        .chain((0u32..4000).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8))
+        .collect();
+    let text = String::from_utf8_lossy(&bytes);
+    match pipeline().predict("bin", &text) {
+        Err(InputError::Binary { non_text, chars }) => {
+            assert!(non_text * 20 > chars, "{non_text} of {chars}")
+        }
+        other => panic!("expected a binary-input error, got {other:?}"),
+    }
+    // One stray control character in a real report is tolerated.
+    let report = "Right pleural effusion.\u{0007} No pneumothorax.";
+    assert_eq!(pipeline().predict("ok", report).unwrap().findings.len(), 1);
+}
+
+#[test]
 fn output_serializes_in_the_documented_shape() {
     let p = pipeline()
         .predict("r1", "Right pleural effusion. No pneumothorax.")

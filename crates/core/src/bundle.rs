@@ -1,0 +1,202 @@
+//! The shipped bundle (`models/`): a manifest naming every file with its size
+//! and SHA-256, so that a browser can verify what it downloaded and cached,
+//! and a new bundle version can replace an old one.
+//!
+//! The manifest is written by `integrabner export` and checked against the
+//! files by a test; nothing here touches the file system; callers hand in bytes.
+
+use crate::context::{ContextRules, RuleError};
+use crate::pipeline::RulePipeline;
+use crate::vocab::{VocabError, Vocabulary};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The manifest's file name inside the bundle directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Bumped when the manifest's shape changes.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// What a bundle file is for; the loader picks files by role, not by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileRole {
+    /// The concept vocabulary (`concepts.json`).
+    Vocabulary,
+    /// A ConText rule file; earlier files win on a shared phrase.
+    ContextRules,
+    /// A licence that travels with the data; never loaded.
+    Licence,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleFile {
+    /// Path relative to the bundle directory, `/`-separated.
+    pub path: String,
+    pub role: FileRole,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleManifest {
+    pub format: u32,
+    /// Derived from the files' hashes: any change to any file changes it.
+    pub version: String,
+    pub vocabulary_version: String,
+    pub files: Vec<BundleFile>,
+    pub provenance: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("the manifest is not valid: {0}")]
+    Manifest(String),
+    #[error("{path}: expected {expected} bytes, got {actual}")]
+    Size {
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{path}: SHA-256 mismatch (expected {expected}, got {actual}); the file is damaged or from another bundle")]
+    Checksum {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("the bundle has no {0:?} file")]
+    Missing(FileRole),
+    #[error("{path} is not UTF-8 text")]
+    NotText { path: String },
+    #[error(transparent)]
+    Vocabulary(#[from] VocabError),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+}
+
+/// The layout of the rule part of the bundle, in loading order.
+pub const RULE_FILES: [(&str, FileRole); 4] = [
+    ("rules/concepts.json", FileRole::Vocabulary),
+    ("rules/radiology_cues.json", FileRole::ContextRules),
+    ("rules/medspacy_context_rules.json", FileRole::ContextRules),
+    ("rules/medspacy_LICENSE", FileRole::Licence),
+];
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl BundleFile {
+    pub fn describe(path: &str, role: FileRole, bytes: &[u8]) -> Self {
+        Self {
+            path: path.to_string(),
+            role,
+            bytes: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        }
+    }
+
+    /// Checks size and hash of downloaded or cached bytes.
+    pub fn verify(&self, bytes: &[u8]) -> Result<(), BundleError> {
+        if bytes.len() as u64 != self.bytes {
+            return Err(BundleError::Size {
+                path: self.path.clone(),
+                expected: self.bytes,
+                actual: bytes.len() as u64,
+            });
+        }
+        let actual = sha256_hex(bytes);
+        if actual != self.sha256 {
+            return Err(BundleError::Checksum {
+                path: self.path.clone(),
+                expected: self.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl BundleManifest {
+    /// Describes `files` (path, role, contents); the vocabulary file must be among them.
+    pub fn build(files: &[(&str, FileRole, &[u8])], provenance: &str) -> Result<Self, BundleError> {
+        let vocab_bytes = files
+            .iter()
+            .find(|(_, role, _)| *role == FileRole::Vocabulary)
+            .map(|(_, _, bytes)| *bytes)
+            .ok_or(BundleError::Missing(FileRole::Vocabulary))?;
+        let vocab = Vocabulary::from_json(as_text("vocabulary", vocab_bytes)?)?;
+        let files: Vec<BundleFile> = files
+            .iter()
+            .map(|(path, role, bytes)| BundleFile::describe(path, *role, bytes))
+            .collect();
+        let all_hashes: String = files.iter().map(|f| f.sha256.as_str()).collect();
+        Ok(Self {
+            format: MANIFEST_FORMAT,
+            version: sha256_hex(all_hashes.as_bytes())[..12].to_string(),
+            vocabulary_version: vocab.version,
+            files,
+            provenance: provenance.to_string(),
+        })
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, BundleError> {
+        let manifest: Self =
+            serde_json::from_str(json).map_err(|e| BundleError::Manifest(e.to_string()))?;
+        if manifest.format != MANIFEST_FORMAT {
+            return Err(BundleError::Manifest(format!(
+                "format {} is not supported (this build reads format {MANIFEST_FORMAT})",
+                manifest.format
+            )));
+        }
+        Ok(manifest)
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        let mut json = serde_json::to_string_pretty(self).expect("a manifest always serializes");
+        json.push('\n');
+        json
+    }
+
+    /// Files that the pipeline loads, i.e. everything but licences.
+    pub fn loaded_files(&self) -> impl Iterator<Item = &BundleFile> {
+        self.files.iter().filter(|f| f.role != FileRole::Licence)
+    }
+}
+
+fn as_text<'a>(path: &str, bytes: &'a [u8]) -> Result<&'a str, BundleError> {
+    std::str::from_utf8(bytes).map_err(|_| BundleError::NotText {
+        path: path.to_string(),
+    })
+}
+
+impl RulePipeline {
+    /// Builds the pipeline from verified bundle files, given as `(file, bytes)`
+    /// in manifest order. Bytes are checked against the manifest here too, so
+    /// a caller cannot skip verification by accident.
+    pub fn from_bundle(files: &[(&BundleFile, &[u8])]) -> Result<Self, BundleError> {
+        let mut vocab = None;
+        let mut rule_texts = Vec::new();
+        for (file, bytes) in files {
+            file.verify(bytes)?;
+            match file.role {
+                FileRole::Vocabulary => {
+                    vocab = Some(Vocabulary::from_json(as_text(&file.path, bytes)?)?)
+                }
+                FileRole::ContextRules => rule_texts.push(as_text(&file.path, bytes)?),
+                FileRole::Licence => {}
+            }
+        }
+        let vocab = vocab.ok_or(BundleError::Missing(FileRole::Vocabulary))?;
+        if rule_texts.is_empty() {
+            return Err(BundleError::Missing(FileRole::ContextRules));
+        }
+        Ok(Self::new(
+            vocab,
+            ContextRules::from_json_files(&rule_texts)?,
+        ))
+    }
+}

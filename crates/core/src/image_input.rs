@@ -1,0 +1,121 @@
+//! Decoding radiographs safely: PNG and JPEG (8- or 16-bit greyscale, RGB),
+//! with limits checked from the header before any pixel memory is allocated.
+//! The same code runs in the CLI and in the browser worker.
+
+use image::{DynamicImage, ImageReader, Limits};
+use std::io::Cursor;
+
+/// Largest file accepted, in bytes.
+pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest image accepted, in pixels: 8,000 × 8,000 covers every radiograph
+/// format in use (the largest detectors are about 4,300 × 4,300), and the
+/// decoded RGBA buffer (256 MB) still fits a browser tab.
+pub const MAX_IMAGE_PIXELS: u64 = 64_000_000;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ImageInputError {
+    #[error("the image file is empty")]
+    Empty,
+    #[error("the image file is {0} bytes; at most {MAX_IMAGE_BYTES} are accepted")]
+    FileTooLarge(usize),
+    #[error("not a PNG or JPEG image")]
+    UnknownFormat,
+    #[error(
+        "the image is {width} × {height} pixels; at most {MAX_IMAGE_PIXELS} pixels are decoded"
+    )]
+    TooManyPixels { width: u32, height: u32 },
+    #[error("the image is damaged and cannot be decoded: {0}")]
+    Corrupt(String),
+}
+
+fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImageInputError> {
+    if bytes.is_empty() {
+        return Err(ImageInputError::Empty);
+    }
+    if bytes.len() > MAX_IMAGE_BYTES {
+        return Err(ImageInputError::FileTooLarge(bytes.len()));
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageInputError::Corrupt(e.to_string()))?;
+    match reader.format() {
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => Ok(reader),
+        _ => Err(ImageInputError::UnknownFormat),
+    }
+}
+
+/// Width and height from the header alone.
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageInputError> {
+    reader(bytes)?
+        .into_dimensions()
+        .map_err(|e| ImageInputError::Corrupt(e.to_string()))
+}
+
+/// Decodes the whole image after checking its size against the limits.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageInputError> {
+    let (width, height) = dimensions(bytes)?;
+    if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
+        return Err(ImageInputError::TooManyPixels { width, height });
+    }
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
+    let mut reader = reader(bytes)?;
+    reader.limits(limits);
+    reader
+        .decode()
+        .map_err(|e| ImageInputError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, ImageFormat, Luma};
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = GrayImage::from_fn(width, height, |x, y| Luma([((x + y) % 256) as u8]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    /// A valid PNG header claiming `width` × `height`, with no pixel data.
+    fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+        let mut bytes = png(1, 1);
+        bytes[16..20].copy_from_slice(&width.to_be_bytes());
+        bytes[20..24].copy_from_slice(&height.to_be_bytes());
+        // The IHDR chunk's CRC covers its type and data (bytes 12..29).
+        let mut crc = flate2::Crc::new();
+        crc.update(&bytes[12..29]);
+        bytes[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_greyscale_png_decodes() {
+        let img = decode(&png(40, 30)).unwrap();
+        assert_eq!((img.width(), img.height()), (40, 30));
+    }
+
+    #[test]
+    fn a_20000_square_image_is_refused_before_decoding() {
+        assert_eq!(
+            decode(&png_header_only(20_000, 20_000)).unwrap_err(),
+            ImageInputError::TooManyPixels {
+                width: 20_000,
+                height: 20_000
+            }
+        );
+    }
+
+    #[test]
+    fn truncated_and_foreign_files_give_clear_errors() {
+        let full = png(64, 64);
+        let cut = &full[..full.len() / 2];
+        assert!(matches!(decode(cut), Err(ImageInputError::Corrupt(_))));
+        assert_eq!(
+            decode(b"GIF89a....").unwrap_err(),
+            ImageInputError::UnknownFormat
+        );
+        assert_eq!(decode(b"").unwrap_err(), ImageInputError::Empty);
+    }
+}
