@@ -1,0 +1,137 @@
+//! Image input (drop zone and file picker) and the viewer with zoom,
+//! brightness and contrast. The worker decodes each file first, so a corrupt
+//! or oversized image is refused with a reason before the page shows it.
+
+use super::state::AppState;
+use super::worker_client::WorkerClient;
+use js_sys::Uint8Array;
+use leptos::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{File, Url};
+
+fn accept(state: AppState, client: StoredValue<WorkerClient, LocalStorage>, file: File) {
+    state.notice.set(None);
+    let name = file.name();
+    let Ok(url) = Url::create_object_url_with_blob(&file) else {
+        state.notice.set(Some(format!("Cannot open {name}.")));
+        return;
+    };
+    wasm_bindgen_futures::spawn_local(async move {
+        let bytes = match JsFuture::from(file.array_buffer()).await {
+            Ok(buffer) => Uint8Array::new(&buffer),
+            Err(_) => {
+                state.notice.set(Some(format!("Cannot read {name}.")));
+                let _ = Url::revoke_object_url(&url);
+                return;
+            }
+        };
+        match client.with_value(|c| c.check_image(&name, &bytes)) {
+            Some(request) => state.pending_image.set(Some((request, url, name))),
+            None => {
+                let _ = Url::revoke_object_url(&url);
+                state
+                    .notice
+                    .set(Some("The analysis worker is not running.".into()))
+            }
+        }
+    });
+}
+
+#[component]
+pub fn ImageInput(
+    state: AppState,
+    client: StoredValue<WorkerClient, LocalStorage>,
+) -> impl IntoView {
+    let dragging = RwSignal::new(false);
+    view! {
+        <div
+            class="drop-zone"
+            class:dragging=move || dragging.get()
+            on:dragover=move |ev| {
+                ev.prevent_default();
+                dragging.set(true);
+            }
+            on:dragleave=move |_| dragging.set(false)
+            on:drop=move |ev| {
+                ev.prevent_default();
+                dragging.set(false);
+                if let Some(file) = ev.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
+                    accept(state, client, file);
+                }
+            }
+        >
+            <label for="image-input">"Chest X-ray (PNG or JPEG): drop it here or choose a file "</label>
+            <input
+                id="image-input"
+                type="file"
+                accept="image/png,image/jpeg"
+                on:change=move |ev| {
+                    let input: web_sys::HtmlInputElement = event_target(&ev);
+                    if let Some(file) = input.files().and_then(|f| f.get(0)) {
+                        accept(state, client, file);
+                    }
+                    input.set_value("");
+                }
+            />
+        </div>
+    }
+}
+
+#[component]
+pub fn ImageViewer(state: AppState) -> impl IntoView {
+    let zoom = RwSignal::new(100u32);
+    let brightness = RwSignal::new(100u32);
+    let contrast = RwSignal::new(100u32);
+    let slider = move |id: &'static str, label: &'static str, value: RwSignal<u32>, max: u32| {
+        view! {
+            <label for=id>{label}</label>
+            <input
+                id=id
+                type="range"
+                min="25"
+                max=max.to_string()
+                step="5"
+                prop:value=move || value.get().to_string()
+                on:input=move |ev| value.set(event_target_value(&ev).parse().unwrap_or(100))
+            />
+        }
+    };
+    view! {
+        {move || {
+            state
+                .image
+                .get()
+                .map(|img| {
+                    let note = if state.bundle.get().is_some_and(|b| b.image_model) {
+                        String::new()
+                    } else {
+                        "This bundle has no image model yet: the image is shown for reading, findings come from the report."
+                            .to_string()
+                    };
+                    view! {
+                        <figure id="image-view" data-width=img.width data-height=img.height>
+                            <figcaption>
+                                {format!("{} · {} × {} px", img.name, img.width, img.height)}
+                                <span class="note">{note}</span>
+                            </figcaption>
+                            <div class="image-controls">
+                                {slider("zoom", "Zoom", zoom, 400)}
+                                {slider("brightness", "Brightness", brightness, 200)}
+                                {slider("contrast", "Contrast", contrast, 300)}
+                            </div>
+                            <div class="image-frame">
+                                <img
+                                    src=img.url.clone()
+                                    alt=format!("Chest X-ray {}", img.name)
+                                    style:width=move || format!("{}%", zoom.get())
+                                    style:filter=move || {
+                                        format!("brightness({}%) contrast({}%)", brightness.get(), contrast.get())
+                                    }
+                                />
+                            </div>
+                        </figure>
+                    }
+                })
+        }}
+    }
+}

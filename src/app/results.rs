@@ -1,0 +1,247 @@
+//! The highlighted report, the legend, the findings table and the exports.
+
+use super::download;
+use super::state::{Analysis, AppState};
+use crate::export::{prediction_csv, prediction_json};
+use crate::highlight::{segments, Segment};
+use crate::table::{rows, Sort, SortKey};
+use integrabner_core::{Assertion, Entity, EntityLabel};
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+fn label_name(label: EntityLabel) -> &'static str {
+    match label {
+        EntityLabel::Anatomy => "ANATOMY",
+        EntityLabel::Disease => "DISEASE",
+        EntityLabel::Finding => "FINDING",
+        EntityLabel::Device => "DEVICE",
+    }
+}
+
+fn assertion_name(a: Assertion) -> &'static str {
+    match a {
+        Assertion::Present => "present",
+        Assertion::Absent => "absent",
+        Assertion::Uncertain => "uncertain",
+    }
+}
+
+#[component]
+pub fn Results(state: AppState) -> impl IntoView {
+    let threshold = RwSignal::new(0.0f32);
+    let sort = RwSignal::new(Sort::default());
+    // Details of the entity under the pointer or with keyboard focus, shown in
+    // a line of its own so that nothing is clipped by the scrolling report.
+    let details = RwSignal::new(None::<String>);
+    let inspect = move |target: Option<web_sys::EventTarget>| {
+        let tip = target
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .and_then(|e| e.closest("[data-entity]").ok().flatten())
+            .and_then(|e| e.get_attribute("data-tip"));
+        if tip.is_some() {
+            details.set(tip);
+        }
+    };
+    view! {
+        <Legend/>
+        <div
+            id="highlighted"
+            class="highlighted"
+            on:mouseover=move |ev| inspect(ev.target())
+            on:focusin=move |ev| inspect(ev.target())
+            aria-label="Report with entities highlighted"
+            data-request=move || state.result.get().map(|a| a.request)
+            data-elapsed-ms=move || state.result.get().map(|a| format!("{:.3}", a.elapsed_ms))
+        >
+            {move || match state.result.get() {
+                Some(a) => highlighted(&a).into_any(),
+                None => view! { <p class="placeholder">"Results appear here after Analyze."</p> }.into_any(),
+            }}
+        </div>
+        <p id="entity-details" class="entity-details" aria-live="polite">
+            {move || details.get().unwrap_or_else(|| "Point at or tab to a highlighted term for its concept, type, assertion, confidence and source.".into())}
+        </p>
+        <div class="table-head">
+            <h2>"Findings"</h2>
+            <label for="threshold">"Minimum confidence "</label>
+            <input
+                id="threshold"
+                type="range"
+                min="0"
+                max="1"
+                step="0.05"
+                prop:value=move || threshold.get().to_string()
+                on:input=move |ev| threshold.set(event_target_value(&ev).parse().unwrap_or(0.0))
+            />
+            <output for="threshold">{move || format!("{:.0}%", threshold.get() * 100.0)}</output>
+        </div>
+        <table id="findings">
+            <caption>"Coded findings (OpenI MeSH headings) judged present"</caption>
+            <thead>
+                <tr>
+                    <SortHeader sort=sort key=SortKey::Term title="Term"/>
+                    <SortHeader sort=sort key=SortKey::Type title="Type"/>
+                    <SortHeader sort=sort key=SortKey::Confidence title="Confidence"/>
+                    <SortHeader sort=sort key=SortKey::Source title="Source"/>
+                    <th scope="col">"Assertion"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {move || {
+                    let findings = state.result.get().map(|a| a.prediction.findings).unwrap_or_default();
+                    let shown = rows(&findings, threshold.get(), sort.get());
+                    if shown.is_empty() {
+                        return view! {
+                            <tr class="empty"><td colspan="5">"No findings at or above this confidence."</td></tr>
+                        }
+                        .into_any();
+                    }
+                    shown
+                        .into_iter()
+                        .map(|f| {
+                            let source = serde_json::to_value(f.source)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default();
+                            let source_attr = source.clone();
+                            view! {
+                                <tr
+                                    data-finding=""
+                                    data-concept=f.concept.clone()
+                                    data-type=f.concept_type.as_str()
+                                    data-source=source_attr
+                                    data-probability=format!("{:.4}", f.probability)
+                                >
+                                    <td class=format!("term type-{}", f.concept_type.as_str())>{f.concept.clone()}</td>
+                                    <td>{f.concept_type.as_str()}</td>
+                                    <td class="num">{format!("{:.0}%", f.probability * 100.0)}</td>
+                                    <td>{source}</td>
+                                    <td>"present"</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()
+                        .into_any()
+                }}
+            </tbody>
+        </table>
+        <div class="exports">
+            <button
+                id="export-json"
+                type="button"
+                disabled=move || state.result.get().is_none()
+                on:click=move |_| export(state, "integrabner-result.json", "application/json", prediction_json)
+            >
+                "Export JSON"
+            </button>
+            <button
+                id="export-csv"
+                type="button"
+                disabled=move || state.result.get().is_none()
+                on:click=move |_| export(state, "integrabner-result.csv", "text/csv", prediction_csv)
+            >
+                "Export CSV"
+            </button>
+        </div>
+    }
+}
+
+fn export(
+    state: AppState,
+    file_name: &str,
+    mime: &str,
+    render: fn(&integrabner_core::Prediction) -> String,
+) {
+    if let Some(a) = state.result.get_untracked() {
+        if let Err(e) = download::save(file_name, mime, &render(&a.prediction)) {
+            state.notice.set(Some(e));
+        }
+    }
+}
+
+#[component]
+fn SortHeader(sort: RwSignal<Sort>, key: SortKey, title: &'static str) -> impl IntoView {
+    let aria = move || {
+        let s = sort.get();
+        match (s.key == key, s.descending) {
+            (false, _) => "none",
+            (true, true) => "descending",
+            (true, false) => "ascending",
+        }
+    };
+    view! {
+        <th scope="col" aria-sort=aria>
+            <button type="button" class="sort" on:click=move |_| sort.update(|s| *s = s.click(key))>
+                {title}
+                <span aria-hidden="true">
+                    {move || match aria() {
+                        "descending" => " ▼",
+                        "ascending" => " ▲",
+                        _ => "",
+                    }}
+                </span>
+            </button>
+        </th>
+    }
+}
+
+#[component]
+fn Legend() -> impl IntoView {
+    view! {
+        <ul class="legend" aria-label="Legend">
+            <li><mark class="ent label-ANATOMY">"Anatomy"</mark></li>
+            <li><mark class="ent label-DISEASE">"Disease"</mark></li>
+            <li><mark class="ent label-FINDING">"Finding"</mark></li>
+            <li><mark class="ent label-DEVICE">"Device"</mark></li>
+            <li><mark class="ent assert-present">"present"</mark></li>
+            <li><mark class="ent assert-absent">"absent"</mark></li>
+            <li><mark class="ent assert-uncertain">"uncertain"</mark></li>
+        </ul>
+    }
+}
+
+fn highlighted(a: &Analysis) -> impl IntoView {
+    segments(&a.text, &a.prediction.entities)
+        .into_iter()
+        .map(|segment| match segment {
+            Segment::Plain(text) => text.into_any(),
+            Segment::Entity { text, entity } => {
+                entity_mark(text, &a.prediction.entities[entity]).into_any()
+            }
+        })
+        .collect_view()
+}
+
+fn entity_mark(text: String, e: &Entity) -> impl IntoView {
+    let label = label_name(e.label);
+    let assertion = assertion_name(e.assertion);
+    let concept = e.concept.clone().unwrap_or_default();
+    let details = format!(
+        "{} · {} · {} · confidence {:.0}% · source {}",
+        if concept.is_empty() {
+            "no concept"
+        } else {
+            &concept
+        },
+        label.to_lowercase(),
+        assertion,
+        e.score * 100.0,
+        e.source
+    );
+    view! {
+        <mark
+            class=format!("ent label-{label} assert-{assertion}")
+            tabindex="0"
+            data-entity=""
+            data-label=label
+            data-concept=concept
+            data-assertion=assertion
+            data-score=format!("{:.4}", e.score)
+            data-source=e.source.clone()
+            data-tip=details.clone()
+            aria-label=format!("{text}: {details}")
+        >
+            {text.clone()}
+        </mark>
+    }
+}

@@ -1,0 +1,152 @@
+//! Everything the page shows, as signals; the worker client and the views
+//! both go through these methods, so the status rules live in one place.
+
+use crate::protocol::BundleOrigin;
+use integrabner_core::Prediction;
+use leptos::prelude::*;
+
+/// The `data-state` of `#status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Loading,
+    Ready,
+    Busy,
+    Error,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loading => "loading",
+            Self::Ready => "ready",
+            Self::Busy => "busy",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleInfo {
+    pub version: String,
+    pub vocabulary_version: String,
+    pub origin: BundleOrigin,
+    pub load_ms: f64,
+    pub image_model: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    /// The worker request that produced it; lets automation tell results apart.
+    pub request: u32,
+    pub text: String,
+    pub prediction: Prediction,
+    pub elapsed_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageView {
+    /// A `blob:` URL of the user's file; it never leaves the page.
+    pub url: String,
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[derive(Clone, Copy)]
+pub struct AppState {
+    pub phase: RwSignal<Phase>,
+    pub status_text: RwSignal<String>,
+    pub progress: RwSignal<Option<(u64, u64)>>,
+    pub bundle: RwSignal<Option<BundleInfo>>,
+    /// A message about the last action (bad input, restarted worker).
+    pub notice: RwSignal<Option<String>>,
+    /// The request being analysed and its text.
+    pub pending: RwSignal<Option<(u32, String)>>,
+    pub result: RwSignal<Option<Analysis>>,
+    /// The image being checked by the worker: request, URL, name.
+    pub pending_image: RwSignal<Option<(u32, String, String)>>,
+    pub image: RwSignal<Option<ImageView>>,
+}
+
+impl AppState {
+    pub fn new() -> Self {
+        Self {
+            phase: RwSignal::new(Phase::Loading),
+            status_text: RwSignal::new("Loading models…".into()),
+            progress: RwSignal::new(None),
+            bundle: RwSignal::new(None),
+            notice: RwSignal::new(None),
+            pending: RwSignal::new(None),
+            result: RwSignal::new(None),
+            pending_image: RwSignal::new(None),
+            image: RwSignal::new(None),
+        }
+    }
+
+    pub fn set_phase(&self, phase: Phase, text: &str) {
+        self.phase.set(phase);
+        self.status_text.set(text.to_string());
+        if phase != Phase::Busy {
+            self.pending.set(None);
+        }
+    }
+
+    pub fn finish_analysis(&self, request: u32, prediction: Prediction, elapsed_ms: f64) {
+        let Some((pending, text)) = self.pending.get_untracked() else {
+            return;
+        };
+        if pending != request {
+            return;
+        }
+        let n = prediction.entities.len();
+        self.result.set(Some(Analysis {
+            request,
+            text,
+            prediction,
+            elapsed_ms,
+        }));
+        self.set_phase(
+            Phase::Ready,
+            &format!("Analysed: {n} entities in {elapsed_ms:.1} ms"),
+        );
+    }
+
+    pub fn request_failed(&self, request: Option<u32>, message: &str) {
+        let image = self.pending_image.get_untracked();
+        if let Some((_, url, _)) = image.filter(|(r, _, _)| Some(*r) == request) {
+            let _ = web_sys::Url::revoke_object_url(&url);
+            self.pending_image.set(None);
+        }
+        if self.pending.get_untracked().map(|(r, _)| r) == request {
+            self.set_phase(Phase::Ready, "Models ready");
+        }
+        self.notice.set(Some(capitalized(message)));
+    }
+
+    pub fn image_checked(&self, request: u32, width: u32, height: u32) {
+        let Some((pending, url, name)) = self.pending_image.get_untracked() else {
+            return;
+        };
+        if pending != request {
+            return;
+        }
+        self.pending_image.set(None);
+        if let Some(old) = self.image.get_untracked() {
+            let _ = web_sys::Url::revoke_object_url(&old.url);
+        }
+        self.image.set(Some(ImageView {
+            url,
+            name,
+            width,
+            height,
+        }));
+    }
+}
+
+fn capitalized(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,199 @@
+//! The page's side of the worker: starts it, restarts it after a crash, and
+//! turns its messages into updates of the page state.
+
+use super::state::{AppState, Phase};
+use crate::protocol::{ErrorScope, FromWorker, ToWorker, WORKER_SCRIPT};
+use js_sys::{Array, Uint8Array};
+use leptos::prelude::*;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use web_sys::{ErrorEvent, MessageEvent, Worker};
+
+/// Crashes in a row after which the page stops restarting the worker.
+const MAX_RESTARTS: u32 = 3;
+
+/// A started worker and the handlers it calls, which must live as long as it.
+struct Running {
+    worker: Worker,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_error: Closure<dyn FnMut(ErrorEvent)>,
+}
+
+struct Inner {
+    running: RefCell<Option<Running>>,
+    next_request: Cell<u32>,
+    crashes: Cell<u32>,
+}
+
+#[derive(Clone)]
+pub struct WorkerClient {
+    inner: Rc<Inner>,
+    state: AppState,
+}
+
+impl WorkerClient {
+    pub fn start(state: AppState) -> Self {
+        let client = Self {
+            inner: Rc::new(Inner {
+                running: RefCell::new(None),
+                next_request: Cell::new(0),
+                crashes: Cell::new(0),
+            }),
+            state,
+        };
+        client.spawn();
+        client
+    }
+
+    /// (Re)starts the worker; the old one, if any, is terminated.
+    pub fn spawn(&self) {
+        if let Some(old) = self.inner.running.borrow_mut().take() {
+            old.worker.terminate();
+        }
+        self.state.set_phase(Phase::Loading, "Loading models…");
+        self.state.progress.set(None);
+        let worker = match Worker::new(WORKER_SCRIPT) {
+            Ok(w) => w,
+            Err(e) => {
+                self.state.set_phase(
+                    Phase::Error,
+                    &format!("This browser cannot start the analysis worker: {e:?}"),
+                );
+                return;
+            }
+        };
+        let on_message = {
+            let client = self.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                match event
+                    .data()
+                    .as_string()
+                    .map(|s| serde_json::from_str::<FromWorker>(&s))
+                {
+                    Some(Ok(message)) => client.receive(message),
+                    _ => client.crashed("the analysis worker sent an unreadable message"),
+                }
+            })
+        };
+        let on_error = {
+            let client = self.clone();
+            Closure::<dyn FnMut(ErrorEvent)>::new(move |event: ErrorEvent| {
+                client.crashed(&format!("the analysis worker failed: {}", event.message()))
+            })
+        };
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        *self.inner.running.borrow_mut() = Some(Running {
+            worker,
+            _on_message: on_message,
+            _on_error: on_error,
+        });
+    }
+
+    fn next_request(&self) -> u32 {
+        let n = self.inner.next_request.get().wrapping_add(1);
+        self.inner.next_request.set(n);
+        n
+    }
+
+    pub fn analyze(&self, id: &str, text: String) -> Option<u32> {
+        let request = self.next_request();
+        let message = ToWorker::Analyze {
+            request,
+            id: id.to_string(),
+            text,
+        };
+        let running = self.inner.running.borrow();
+        running
+            .as_ref()?
+            .worker
+            .post_message(&JsValue::from_str(&message.to_json()))
+            .ok()?;
+        Some(request)
+    }
+
+    /// Sends the image's bytes (transferred, not copied) for checking.
+    pub fn check_image(&self, name: &str, bytes: &Uint8Array) -> Option<u32> {
+        let request = self.next_request();
+        let message = ToWorker::CheckImage {
+            request,
+            name: name.to_string(),
+        };
+        let buffer = bytes.buffer();
+        let parts = Array::of2(&JsValue::from_str(&message.to_json()), &buffer);
+        let running = self.inner.running.borrow();
+        running
+            .as_ref()?
+            .worker
+            .post_message_with_transfer(&parts, &Array::of1(&buffer))
+            .ok()?;
+        Some(request)
+    }
+
+    fn crashed(&self, why: &str) {
+        let crashes = self.inner.crashes.get() + 1;
+        self.inner.crashes.set(crashes);
+        if crashes > MAX_RESTARTS {
+            self.state.set_phase(
+                Phase::Error,
+                &format!("{why}. It stopped {crashes} times in a row; reload the page to try again. Your report is still in the box."),
+            );
+            return;
+        }
+        // Not from inside the crashed worker's own message handler, which
+        // `spawn` drops.
+        let client = self.clone();
+        wasm_bindgen_futures::spawn_local(async move { client.spawn() });
+        self.state.notice.set(Some(format!(
+            "{why}. A new worker was started; your report is still in the box."
+        )));
+    }
+
+    fn receive(&self, message: FromWorker) {
+        let state = &self.state;
+        match message {
+            FromWorker::Progress { loaded, total, .. } => state.progress.set(Some((loaded, total))),
+            FromWorker::Ready {
+                bundle_version,
+                vocabulary_version,
+                origin,
+                load_ms,
+                image_model,
+            } => {
+                state.bundle.set(Some(super::state::BundleInfo {
+                    version: bundle_version,
+                    vocabulary_version,
+                    origin,
+                    load_ms,
+                    image_model,
+                }));
+                state.set_phase(Phase::Ready, "Models ready");
+            }
+            FromWorker::Result {
+                request,
+                prediction,
+                elapsed_ms,
+            } => {
+                self.inner.crashes.set(0);
+                state.finish_analysis(request, prediction, elapsed_ms);
+            }
+            FromWorker::ImageChecked {
+                request,
+                width,
+                height,
+            } => state.image_checked(request, width, height),
+            // Only the benchmark harness asks for these, from its own worker.
+            FromWorker::Benchmark { .. } => {}
+            FromWorker::Error {
+                request,
+                message,
+                scope,
+            } => match scope {
+                ErrorScope::Request => state.request_failed(request, &message),
+                ErrorScope::Bundle => state.set_phase(Phase::Error, &message),
+                ErrorScope::Crash => self.crashed(&message),
+            },
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Splitting a report into plain runs and entity runs for highlighting.
+//! Offsets are in chars, as in the output schema.
+
+use integrabner_core::Entity;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    Plain(String),
+    /// The text of entity number `entity` of the prediction.
+    Entity {
+        text: String,
+        entity: usize,
+    },
+}
+
+/// Covers `text` exactly once, left to right. An entity that overlaps an
+/// earlier one, or lies outside the text, is not highlighted (it stays in the
+/// findings and the export).
+pub fn segments(text: &str, entities: &[Entity]) -> Vec<Segment> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut order: Vec<usize> = (0..entities.len()).collect();
+    order.sort_by_key(|&i| (entities[i].start, std::cmp::Reverse(entities[i].end)));
+    let mut out = Vec::new();
+    let mut at = 0;
+    for i in order {
+        let e = &entities[i];
+        if e.start < at || e.end > chars.len() || e.start >= e.end {
+            continue;
+        }
+        if e.start > at {
+            out.push(Segment::Plain(chars[at..e.start].iter().collect()));
+        }
+        out.push(Segment::Entity {
+            text: chars[e.start..e.end].iter().collect(),
+            entity: i,
+        });
+        at = e.end;
+    }
+    if at < chars.len() {
+        out.push(Segment::Plain(chars[at..].iter().collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use integrabner_core::RulePipeline;
+
+    fn joined(segs: &[Segment]) -> String {
+        segs.iter()
+            .map(|s| match s {
+                Segment::Plain(t) | Segment::Entity { text: t, .. } => t.as_str(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_cover_unusual_unicode_text_exactly_once() {
+        let text = "🫁 Ünïcödé: right pleural effusion\u{200B}; no pneumothorax. e\u{0301}dema";
+        let p = RulePipeline::embedded().predict("u", text).unwrap();
+        let segs = segments(text, &p.entities);
+        assert_eq!(joined(&segs), text);
+        let highlighted: Vec<&str> = segs
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Entity { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(highlighted.contains(&"pleural effusion"), "{highlighted:?}");
+        assert!(highlighted.contains(&"pneumothorax"), "{highlighted:?}");
+    }
+
+    #[test]
+    fn overlapping_and_out_of_range_entities_are_skipped() {
+        let p = RulePipeline::embedded()
+            .predict("o", "Right pleural effusion.")
+            .unwrap();
+        let mut entities = p.entities.clone();
+        let mut overlapping = entities[0].clone();
+        overlapping.start += 1;
+        entities.push(overlapping);
+        let mut outside = entities[0].clone();
+        outside.end = 10_000;
+        entities.push(outside);
+        let segs = segments("Right pleural effusion.", &entities);
+        assert_eq!(joined(&segs), "Right pleural effusion.");
+        let n = segs
+            .iter()
+            .filter(|s| matches!(s, Segment::Entity { .. }))
+            .count();
+        assert_eq!(n, p.entities.len());
+    }
+}

@@ -1,0 +1,134 @@
+//! Messages between the page and the inference worker, sent as JSON strings.
+//!
+//! Image bytes travel beside the JSON as a transferred `ArrayBuffer` (see
+//! `ToWorker::CheckImage`), never inside it.
+
+use integrabner_core::Prediction;
+use serde::{Deserialize, Serialize};
+
+/// Path of the worker's loader script, relative to the page.
+pub const WORKER_SCRIPT: &str = "./worker-loader.js";
+
+/// Path of the bundle directory, relative to the page.
+pub const BUNDLE_DIR: &str = "models";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ToWorker {
+    /// Label one report.
+    Analyze {
+        request: u32,
+        id: String,
+        text: String,
+    },
+    /// Decode and check an image; its bytes are the message's second element.
+    CheckImage { request: u32, name: String },
+    /// Label `text` `runs` times and report the time: the browser benchmark
+    /// (tests/browser/bench.mjs) uses it because a worker's clock is too
+    /// coarse to time one fast run.
+    Benchmark {
+        request: u32,
+        text: String,
+        runs: u32,
+    },
+}
+
+/// Where the worker's model files came from on this start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BundleOrigin {
+    Network,
+    Cache,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FromWorker {
+    /// Bytes of the bundle obtained so far (downloaded or read from cache).
+    Progress {
+        file: String,
+        loaded: u64,
+        total: u64,
+    },
+    Ready {
+        bundle_version: String,
+        vocabulary_version: String,
+        origin: BundleOrigin,
+        load_ms: f64,
+        /// Whether the bundle has an image model; without one, images are
+        /// checked and shown but produce no findings.
+        image_model: bool,
+    },
+    Result {
+        request: u32,
+        prediction: Prediction,
+        elapsed_ms: f64,
+    },
+    ImageChecked {
+        request: u32,
+        width: u32,
+        height: u32,
+    },
+    Benchmark {
+        request: u32,
+        runs: u32,
+        total_ms: f64,
+        /// Size of the worker's wasm linear memory afterwards; it only
+        /// grows, so this is the peak so far.
+        wasm_memory_bytes: u64,
+    },
+    Error {
+        /// The request that failed, if the failure belongs to one.
+        request: Option<u32>,
+        message: String,
+        scope: ErrorScope,
+    },
+}
+
+/// How far an error reaches, which decides what the page does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorScope {
+    /// One request failed (bad input); the worker serves the next one.
+    Request,
+    /// The bundle could not be loaded; a new worker would fail the same way
+    /// until the files or the network change.
+    Bundle,
+    /// The worker crashed; the page starts a new one.
+    Crash,
+}
+
+impl ToWorker {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("worker messages always serialize")
+    }
+}
+
+impl FromWorker {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("worker messages always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_with_a_kind_tag() {
+        let m = ToWorker::Analyze {
+            request: 3,
+            id: "r".into(),
+            text: "No effusion.".into(),
+        };
+        let json = m.to_json();
+        assert!(json.contains(r#""kind":"analyze""#), "{json}");
+        assert_eq!(serde_json::from_str::<ToWorker>(&json).unwrap(), m);
+        let e = FromWorker::Error {
+            request: None,
+            message: "x".into(),
+            scope: ErrorScope::Crash,
+        };
+        assert_eq!(serde_json::from_str::<FromWorker>(&e.to_json()).unwrap(), e);
+    }
+}

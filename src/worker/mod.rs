@@ -1,0 +1,190 @@
+//! The inference worker: loads the bundle, then answers `ToWorker` messages.
+//!
+//! Runs in a dedicated Web Worker so that loading and labelling never block
+//! the page. A panic cannot be recovered inside wasm, so the panic hook tells
+//! the page (an `Error` with scope `Crash`) and the page starts a fresh worker.
+
+mod fetch;
+mod loader;
+
+use crate::protocol::{ErrorScope, FromWorker, ToWorker};
+use integrabner_core::{image_input, RulePipeline};
+use js_sys::{Array, Uint8Array};
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+enum State {
+    Loading,
+    Ready(Box<RulePipeline>),
+    Failed(String),
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+pub(crate) fn post(message: &FromWorker) {
+    // Posting can only fail for uncloneable values; a string always clones.
+    let _ = scope().post_message(&JsValue::from_str(&message.to_json()));
+}
+
+pub(crate) fn now_ms() -> f64 {
+    scope()
+        .performance()
+        .map(|p| p.now())
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+/// Entry point of the worker binary.
+pub fn run() {
+    std::panic::set_hook(Box::new(|info| {
+        post(&FromWorker::Error {
+            request: None,
+            message: format!("the analysis worker crashed: {info}"),
+            scope: ErrorScope::Crash,
+        });
+    }));
+    let state = Rc::new(RefCell::new(State::Loading));
+    let handler = {
+        let state = state.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            handle(&state.borrow(), event.data())
+        })
+    };
+    scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
+    // The worker lives as long as the page; so does its handler.
+    handler.forget();
+    wasm_bindgen_futures::spawn_local(async move {
+        let started = now_ms();
+        match loader::load_bundle().await {
+            Ok(loaded) => {
+                let ready = FromWorker::Ready {
+                    bundle_version: loaded.manifest.version.clone(),
+                    vocabulary_version: loaded.manifest.vocabulary_version.clone(),
+                    origin: loaded.origin,
+                    load_ms: now_ms() - started,
+                    image_model: false,
+                };
+                *state.borrow_mut() = State::Ready(Box::new(loaded.pipeline));
+                post(&ready);
+            }
+            Err(message) => {
+                *state.borrow_mut() = State::Failed(message.clone());
+                post(&FromWorker::Error {
+                    request: None,
+                    message,
+                    scope: ErrorScope::Bundle,
+                });
+            }
+        }
+    });
+}
+
+/// A message is either a JSON string or `[json, ArrayBuffer]` for images.
+fn handle(state: &State, data: JsValue) {
+    let (json, payload) = match data.dyn_ref::<Array>() {
+        Some(parts) => (parts.get(0), Some(parts.get(1))),
+        None => (data, None),
+    };
+    let message = match json
+        .as_string()
+        .map(|s| serde_json::from_str::<ToWorker>(&s))
+    {
+        Some(Ok(m)) => m,
+        _ => {
+            post(&FromWorker::Error {
+                request: None,
+                message: "the page sent a message the worker does not understand".into(),
+                scope: ErrorScope::Request,
+            });
+            return;
+        }
+    };
+    let reply = match message {
+        ToWorker::Analyze { request, id, text } => analyze(state, request, &id, &text),
+        ToWorker::Benchmark {
+            request,
+            text,
+            runs,
+        } => benchmark(state, request, &text, runs),
+        ToWorker::CheckImage { request, .. } => {
+            let bytes = payload
+                .map(|p| Uint8Array::new(&p).to_vec())
+                .unwrap_or_default();
+            check_image(request, &bytes)
+        }
+    };
+    post(&reply);
+}
+
+fn request_error(request: u32, message: String) -> FromWorker {
+    FromWorker::Error {
+        request: Some(request),
+        message,
+        scope: ErrorScope::Request,
+    }
+}
+
+fn ready(state: &State, request: u32) -> Result<&RulePipeline, FromWorker> {
+    match state {
+        State::Loading => Err(request_error(
+            request,
+            "the models are still loading; try again in a moment".into(),
+        )),
+        State::Failed(why) => Err(request_error(
+            request,
+            format!("the models could not be loaded: {why}"),
+        )),
+        State::Ready(pipeline) => Ok(pipeline),
+    }
+}
+
+fn analyze(state: &State, request: u32, id: &str, text: &str) -> FromWorker {
+    let pipeline = match ready(state, request) {
+        Ok(p) => p,
+        Err(reply) => return reply,
+    };
+    let started = now_ms();
+    match pipeline.predict(id, text) {
+        Ok(prediction) => FromWorker::Result {
+            request,
+            prediction,
+            elapsed_ms: now_ms() - started,
+        },
+        Err(e) => request_error(request, format!("cannot analyse this report: {e}")),
+    }
+}
+
+fn benchmark(state: &State, request: u32, text: &str, runs: u32) -> FromWorker {
+    let pipeline = match ready(state, request) {
+        Ok(p) => p,
+        Err(reply) => return reply,
+    };
+    let started = now_ms();
+    for _ in 0..runs {
+        if let Err(e) = pipeline.predict("benchmark", text) {
+            return request_error(request, format!("cannot analyse this report: {e}"));
+        }
+    }
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    let buffer: js_sys::ArrayBuffer = memory.buffer().unchecked_into();
+    FromWorker::Benchmark {
+        request,
+        runs,
+        total_ms: now_ms() - started,
+        wasm_memory_bytes: u64::from(buffer.byte_length()),
+    }
+}
+
+fn check_image(request: u32, bytes: &[u8]) -> FromWorker {
+    match image_input::decode(bytes) {
+        Ok(img) => FromWorker::ImageChecked {
+            request,
+            width: img.width(),
+            height: img.height(),
+        },
+        Err(e) => request_error(request, format!("cannot use this image: {e}")),
+    }
+}

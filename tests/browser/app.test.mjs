@@ -1,0 +1,364 @@
+// Whole-page tests of the built app (dist/) in Debian's headless Chromium.
+// Run by scripts/test after `scripts/build-web`; see tests/browser/README.md.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFile, writeFile, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import {
+  serve, distCopy, launch, openPage, waitReady, analyze, exportJson,
+  withScreenshot, cli, DIST, SHARED,
+} from "./harness.mjs";
+
+const SAMPLE =
+  "FINDINGS: The heart is mildly enlarged. Small right pleural effusion with adjacent " +
+  "atelectasis. No pneumothorax. Degenerative changes of the thoracic spine.\n" +
+  "IMPRESSION: Cardiomegaly. Small right pleural effusion. No pneumothorax.";
+// A marker that must never appear in any request.
+const SECRET = "Patient Zebra-7731";
+
+let browser;
+before(async () => {
+  assert.ok(existsSync(path.join(DIST, "index.html")), "build the app first: scripts/build-web");
+  browser = await launch();
+});
+after(async () => browser?.close());
+
+async function session(t, root = DIST) {
+  const server = await serve(root);
+  const s = await openPage(browser);
+  t.after(async () => {
+    await s.context.close();
+    await server.close();
+  });
+  return { server, ...s };
+}
+
+function entitiesOf(page) {
+  return page.$$eval("[data-entity]", (els) =>
+    els.map((e) => ({
+      text: e.textContent,
+      label: e.dataset.label,
+      concept: e.dataset.concept,
+      assertion: e.dataset.assertion,
+      score: Number(e.dataset.score),
+    }))
+  );
+}
+
+function rowsOf(page) {
+  return page.$$eval("tr[data-finding]", (rows) =>
+    rows.map((r) => ({
+      concept: r.dataset.concept,
+      type: r.dataset.type,
+      source: r.dataset.source,
+      probability: Number(r.dataset.probability),
+    }))
+  );
+}
+
+test("a report is highlighted and tabulated, privately, at 1280x800", async (t) => {
+  const { server, page, requests, problems } = await session(t);
+  await withScreenshot(page, t.name, async () => {
+    await page.goto(server.origin + "/");
+    await waitReady(page);
+    await analyze(page, `${SECRET}. ${SAMPLE}`);
+
+    const entities = await entitiesOf(page);
+    const find = (text, concept) => entities.find((e) => e.text === text && e.concept === concept);
+    assert.equal(find("pleural effusion", "Pleural Effusion")?.assertion, "present");
+    assert.equal(find("pneumothorax", "Pneumothorax")?.assertion, "absent");
+    assert.equal(find("Cardiomegaly", "Cardiomegaly")?.label, "DISEASE");
+    assert.equal(find("atelectasis", "Pulmonary Atelectasis")?.assertion, "present");
+
+    const rows = await rowsOf(page);
+    const concepts = rows.map((r) => r.concept);
+    assert.ok(concepts.includes("Pleural Effusion") && concepts.includes("Cardiomegaly"), concepts);
+    assert.ok(!concepts.includes("Pneumothorax"), "an absent finding is not coded");
+    assert.ok(rows.every((r) => r.source === "dictionary" && r.probability > 0 && r.probability <= 1));
+
+    // Absent entities look different from present ones, not only by colour.
+    const style = (sel) => page.$eval(sel, (e) => getComputedStyle(e).textDecorationLine);
+    assert.equal(await style('[data-entity][data-assertion="absent"]'), "line-through");
+    assert.equal(await style('[data-entity][data-assertion="present"]'), "none");
+
+    // Keyboard: Ctrl+Enter analyses; entities take focus and show their details.
+    await page.fill("#report", "No acute disease. Stable cardiomegaly.");
+    await page.focus("#report");
+    await page.keyboard.press("Control+Enter");
+    await page.waitForSelector('tr[data-finding][data-concept="Cardiomegaly"]');
+    await page.focus('[data-entity][data-concept="Cardiomegaly"]');
+    assert.match(await page.textContent("#entity-details"), /^Cardiomegaly · disease · present · confidence \d+% · source dictionary$/);
+
+    // The threshold hides findings below it; sorting by term orders rows.
+    await analyze(page, SAMPLE);
+    await page.$eval("#threshold", (e) => {
+      e.value = "1";
+      e.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    assert.equal((await rowsOf(page)).length, 0);
+    await page.$eval("#threshold", (e) => {
+      e.value = "0";
+      e.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    await page.click("#findings th:first-child button");
+    const terms = (await rowsOf(page)).map((r) => r.concept);
+    assert.deepEqual(terms, [...terms].sort());
+
+    // Everything fits 1280 px wide.
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 1280, `page is ${width}px wide`);
+    for (const sel of ["#report", "#image-input", "#analyze", "#status", "#findings"]) {
+      assert.ok(await page.$(sel), `${sel} exists`);
+    }
+
+    // Privacy: every request stayed on this origin, carried no body, and
+    // none mentioned the report.
+    assert.ok(requests.length > 0);
+    for (const r of requests) {
+      assert.ok(r.url.startsWith(server.origin + "/"), `request left the origin: ${r.url}`);
+      assert.equal(r.method, "GET", r.url);
+      assert.equal(r.body, 0, r.url);
+      assert.ok(!decodeURIComponent(r.url).includes("Zebra"), r.url);
+    }
+    for (const r of server.log) assert.ok(r.method === "GET" && r.body === 0 && !r.url.includes("Zebra"), r.url);
+    assert.deepEqual(problems, []);
+  });
+});
+
+test("an image is checked in the worker and shown; bad images are refused with a reason", async (t) => {
+  const { server, page, requests, problems } = await session(t);
+  await withScreenshot(page, t.name, async () => {
+    await page.goto(server.origin + "/");
+    await waitReady(page);
+    const before = server.log.length;
+    const xray = path.join(SHARED, "data/nih-cxr/images/00000061_012.png");
+    await page.setInputFiles("#image-input", xray);
+    await page.waitForSelector("#image-view");
+    assert.equal(await page.getAttribute("#image-view", "data-width"), "512");
+    assert.match(await page.textContent("#image-view figcaption"), /00000061_012\.png · 512 × 512/);
+
+    // A truncated PNG and a 20,000 × 20,000 header: clear messages, no crash.
+    const png = await readFile(xray);
+    await page.setInputFiles("#image-input", { name: "cut.png", mimeType: "image/png", buffer: png.subarray(0, 3000) });
+    await page.waitForSelector("#notice:not([hidden])");
+    assert.match(await page.textContent("#notice"), /damaged/);
+    // A real PNG whose header claims 20,000 × 20,000 pixels.
+    const huge = Buffer.from(png);
+    huge.writeUInt32BE(20000, 16);
+    huge.writeUInt32BE(20000, 20);
+    huge.writeUInt32BE(crc32(huge.subarray(12, 29)), 29);
+    await page.setInputFiles("#image-input", { name: "huge.png", mimeType: "image/png", buffer: huge });
+    await page.waitForFunction(() => /20000 × 20000/.test(document.querySelector("#notice")?.textContent));
+    await page.setInputFiles("#image-input", { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("plain text") });
+    await page.waitForFunction(() => /not a PNG or JPEG/.test(document.querySelector("#notice")?.textContent));
+    assert.equal(await page.getAttribute("#status", "data-state"), "ready");
+
+    // The image never travelled: no request after picking it carried a body.
+    assert.ok(server.log.slice(before).every((r) => r.method === "GET" && r.body === 0));
+    // The page shows the user's file through a blob: URL of its own origin,
+    // which is memory, not network.
+    const network = requests.filter((r) => !r.url.startsWith(`blob:${server.origin}/`));
+    const offending = network.filter((r) => !r.url.startsWith(server.origin + "/") || r.url.includes("00000061"));
+    assert.deepEqual(offending, []);
+    assert.deepEqual(problems, []);
+  });
+});
+
+test("bad report input gets a clear message and the page keeps working", async (t) => {
+  const { server, page } = await session(t);
+  await withScreenshot(page, t.name, async () => {
+    await page.goto(server.origin + "/");
+    await waitReady(page);
+    await page.fill("#report", "   ");
+    await page.click("#analyze");
+    assert.match(await page.textContent("#notice"), /report first/);
+
+    // Binary pasted as text.
+    const binary = Array.from({ length: 3000 }, (_, i) => String.fromCharCode((i * 7919) % 32)).join("");
+    await page.fill("#report", "\u0089PNG" + binary);
+    await page.click("#analyze");
+    await page.waitForFunction(() => /binary data/.test(document.querySelector("#notice")?.textContent));
+    assert.equal(await page.getAttribute("#status", "data-state"), "ready");
+
+    // A 100,000-character report is analysed in the worker.
+    const sentence = "Small right pleural effusion. No pneumothorax. ";
+    const big = sentence.repeat(Math.ceil(100_000 / sentence.length)).slice(0, 100_000);
+    await analyze(page, big);
+    assert.ok((await page.$$("[data-entity]")).length > 4000);
+
+    // Unusual Unicode: offsets in code points, highlighted text matches.
+    const unicode = "🫁 Ünïcödé: right pleural effusion\u200B; no pneumothorax. مرحبا e\u0301dema";
+    await analyze(page, unicode);
+    const json = await exportJson(page);
+    const chars = Array.from(unicode);
+    assert.ok(json.entities.length >= 2);
+    for (const e of json.entities) assert.equal(chars.slice(e.start, e.end).join(""), e.text);
+    const marks = await entitiesOf(page);
+    assert.deepEqual(marks.map((m) => m.text), json.entities.map((e) => e.text));
+  });
+});
+
+test("the browser and the native CLI give identical results", async (t) => {
+  const { server, page } = await session(t);
+  await withScreenshot(page, t.name, async () => {
+    await page.goto(server.origin + "/");
+    await waitReady(page);
+    const reports = openiSample(20);
+    reports.push({ id: "sample", text: SAMPLE });
+    const native = cli(["predict", await jsonlFile(reports)])
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.equal(native.length, reports.length);
+    let entities = 0;
+    for (const [i, r] of reports.entries()) {
+      await analyze(page, r.text);
+      const web = await exportJson(page);
+      const n = native[i];
+      assert.equal(web.entities.length, n.entities.length, r.id);
+      assert.equal(web.findings.length, n.findings.length, r.id);
+      for (const [w, c] of zip(web.entities, n.entities)) {
+        for (const k of ["start", "end", "text", "label", "concept", "assertion", "source"]) assert.equal(w[k], c[k], `${r.id} ${k}`);
+        assert.ok(Math.abs(w.score - c.score) <= 1e-4);
+      }
+      for (const [w, c] of zip(web.findings, n.findings)) {
+        for (const k of ["concept", "type", "source"]) assert.equal(w[k], c[k], `${r.id} ${k}`);
+        assert.ok(Math.abs(w.probability - c.probability) <= 1e-4);
+      }
+      entities += n.entities.length;
+    }
+    // The CSV export has one row per finding and entity.
+    assert.ok(entities > 50, `only ${entities} entities compared`);
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
+    const csv = (await readFile(await download.path(), "utf8")).trim().split("\n");
+    const last = native[native.length - 1];
+    assert.equal(csv.length, 1 + last.findings.length + last.entities.length);
+    assert.equal(csv[0], "kind,concept,type,label,assertion,probability,source,start,end,text");
+  });
+});
+
+test("after one visit the app opens and analyses offline", async (t) => {
+  const { server, page, problems } = await session(t);
+  await withScreenshot(page, t.name, async () => {
+    await page.goto(server.origin + "/");
+    await waitReady(page);
+    assert.equal(await page.getAttribute("#status", "data-origin"), "network");
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    await server.close();
+    await page.reload();
+    await waitReady(page);
+    assert.equal(await page.getAttribute("#status", "data-origin"), "cache");
+    await analyze(page, SAMPLE);
+    const concepts = (await rowsOf(page)).map((r) => r.concept);
+    assert.ok(concepts.includes("Pleural Effusion"), concepts);
+    assert.deepEqual(problems, []);
+  });
+});
+
+test("a damaged or missing model file stops loading with a clear message", async (t) => {
+  const damaged = await distCopy();
+  const vocab = path.join(damaged, "models/rules/concepts.json");
+  await writeFile(vocab, (await readFile(vocab, "utf8")).replace("Cardiomegaly", "Cardiomegalx"));
+  const { server, page } = await session(t, damaged);
+  await withScreenshot(page, t.name, async () => {
+    await page.goto(server.origin + "/");
+    await page.waitForSelector('#status[data-state="error"]');
+    assert.match(await page.textContent("#status"), /integrity check.*SHA-256 mismatch/s);
+    assert.ok(await page.isDisabled("#analyze"));
+  });
+
+  const missing = await distCopy();
+  await writeFile(path.join(missing, "models/manifest.json"), "{ not json");
+  const second = await session(t, missing);
+  await withScreenshot(second.page, t.name + "-manifest", async () => {
+    await second.page.goto(second.server.origin + "/");
+    await second.page.waitForSelector('#status[data-state="error"]');
+    assert.match(await second.page.textContent("#status"), /manifest is not valid/);
+  });
+});
+
+test("a worker that cannot start is reported, not waited on", async (t) => {
+  const corrupt = await distCopy();
+  await writeFile(path.join(corrupt, "integrabner-worker_bg.wasm"), Buffer.from("not wasm"));
+  const first = await session(t, corrupt);
+  await withScreenshot(first.page, t.name, async () => {
+    await first.page.goto(first.server.origin + "/");
+    await first.page.waitForSelector('#status[data-state="error"]');
+    assert.match(await first.page.textContent("#status"), /analysis worker could not start/);
+  });
+
+  // A worker script that is missing crashes at once: the page restarts it a
+  // few times, then says so and stops.
+  const missing = await distCopy();
+  await rm(path.join(missing, "integrabner-worker.js"));
+  const second = await session(t, missing);
+  await withScreenshot(second.page, t.name + "-missing", async () => {
+    await second.page.goto(second.server.origin + "/");
+    await second.page.waitForSelector('#status[data-state="error"]');
+    assert.match(await second.page.textContent("#status"), /stopped 4 times in a row/);
+    const starts = second.server.log.filter((r) => r.url.endsWith("/worker-loader.js")).length;
+    assert.ok(starts >= 4, `${starts} worker starts`);
+  });
+});
+
+test("a new bundle version replaces the cached one", async (t) => {
+  const root = await distCopy();
+  const { server, page } = await session(t, root);
+  await withScreenshot(page, t.name, async () => {
+    await page.goto(server.origin + "/");
+    await waitReady(page);
+    const cachedKeys = () =>
+      page.evaluate(async () => (await (await caches.open("integrabner-models")).keys()).map((r) => r.url));
+    const first = await cachedKeys();
+    // Publish a new vocabulary version, as `integrabner export` would.
+    const vocab = path.join(root, "models/rules/concepts.json");
+    await writeFile(vocab, (await readFile(vocab, "utf8")).replace('"version": "1.0.0"', '"version": "1.0.1-test"'));
+    cli(["export", path.join(root, "models")]);
+    await page.reload();
+    await waitReady(page);
+    assert.equal(await page.getAttribute("#status", "data-origin"), "network");
+    assert.match(await page.textContent("footer"), /vocabulary 1\.0\.1-test/);
+    const second = await cachedKeys();
+    const vocabKeys = second.filter((u) => u.includes("concepts.json"));
+    assert.equal(vocabKeys.length, 1, "the old vocabulary was pruned");
+    assert.ok(!first.includes(vocabKeys[0]));
+    assert.equal(second.length, first.length);
+  });
+});
+
+function* zip(a, b) {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) yield [a[i], b[i]];
+}
+
+/// Every 150th OpenI report with text, as {id, text}.
+function openiSample(n) {
+  const lines = cli(["ingest", path.join(SHARED, "data/openi/NLMCXR_reports.tgz")]).trim().split("\n");
+  const picked = [];
+  for (let i = 0; i < lines.length && picked.length < n; i += 150) {
+    const r = JSON.parse(lines[i]);
+    const s = r.sections;
+    const text = [["INDICATION", s.indication], ["FINDINGS", s.findings], ["IMPRESSION", s.impression]]
+      .filter(([, v]) => v)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join("\n");
+    if (text) picked.push({ id: r.id, text });
+  }
+  return picked;
+}
+
+async function jsonlFile(reports) {
+  const file = path.join(await mkdtemp(path.join(tmpdir(), "integrabner-parity-")), "reports.jsonl");
+  await writeFile(file, reports.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  return file;
+}
+
+function crc32(bytes) {
+  let c = ~0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}

@@ -1,0 +1,115 @@
+// In-browser benchmark of the built app (dist/) in Debian's headless Chromium.
+// Prints a Markdown table for BENCHMARKS.md. Usage (after scripts/build-web):
+//   node tests/browser/bench.mjs
+// The reports are those of the native criterion bench
+// (crates/core/benches/rule_pipeline.rs), so the wasm/native ratio compares
+// the same input.
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { serve, launch, openPage, waitReady, analyze, DIST, ROOT } from "./harness.mjs";
+
+const TYPICAL = await readFile(path.join(ROOT, "crates/core/benches/reports/typical.txt"), "utf8");
+const LONG = TYPICAL.repeat(Math.floor(10_000 / TYPICAL.length) + 1);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+const server = await serve(DIST);
+const browser = await launch();
+const { page } = await openPage(browser);
+
+async function timeToReady(load) {
+  const start = Date.now();
+  await load();
+  await waitReady(page);
+  return {
+    wall: Date.now() - start,
+    worker: Number(await page.getAttribute("#status", "data-load-ms")),
+    origin: await page.getAttribute("#status", "data-origin"),
+  };
+}
+
+const cold = await timeToReady(() => page.goto(server.origin + "/"));
+const downloaded = server.log.reduce((sum, r) => sum + r.bytes, 0);
+await page.evaluate(() => navigator.serviceWorker.ready);
+const cachedRuns = [];
+for (let i = 0; i < 5; i++) cachedRuns.push(await timeToReady(() => page.reload()));
+
+// Round trip through the page as a user sees it: click, worker, render,
+// timed inside the page (the driver's own latency is not the app's).
+await analyze(page, TYPICAL);
+const roundTrip = [];
+for (let i = 0; i < 30; i++) {
+  roundTrip.push(
+    await page.evaluate(
+      () =>
+        new Promise((done) => {
+          const shown = document.querySelector("#highlighted");
+          const before = shown.dataset.request;
+          const start = performance.now();
+          const seen = new MutationObserver(() => {
+            if (shown.dataset.request !== before) {
+              seen.disconnect();
+              // The next frame is when the user sees it.
+              requestAnimationFrame(() => done(performance.now() - start));
+            }
+          });
+          seen.observe(shown, { attributes: true, childList: true, subtree: true });
+          document.querySelector("#analyze").click();
+        })
+    )
+  );
+}
+
+// Pipeline time inside a worker of its own, many runs per sample because a
+// worker's clock is coarse.
+const compute = await page.evaluate(
+  async ({ typical, long }) => {
+    const worker = new Worker("./worker-loader.js");
+    const replies = [];
+    let wake;
+    worker.onmessage = (e) => {
+      replies.push(JSON.parse(e.data));
+      wake?.();
+    };
+    const next = async (kind) => {
+      for (;;) {
+        const i = replies.findIndex((m) => m.kind === kind || m.kind === "error");
+        if (i >= 0) return replies.splice(i, 1)[0];
+        await new Promise((r) => (wake = r));
+      }
+    };
+    await next("ready");
+    const run = async (text, runs) => {
+      const samples = [];
+      let memory = 0;
+      for (let s = 0; s < 7; s++) {
+        worker.postMessage(JSON.stringify({ kind: "benchmark", request: s, text, runs }));
+        const m = await next("benchmark");
+        if (m.kind === "error") throw new Error(m.message);
+        samples.push(m.total_ms / m.runs);
+        memory = m.wasm_memory_bytes;
+      }
+      samples.sort((a, b) => a - b);
+      return { ms: samples[3], memory };
+    };
+    const result = { typical: await run(typical, 2000), long: await run(long, 100) };
+    worker.terminate();
+    return result;
+  },
+  { typical: TYPICAL, long: LONG }
+);
+
+await browser.close();
+await server.close();
+
+const version = (await readFile("/proc/version", "utf8").catch(() => "")).split(" ").slice(0, 3).join(" ");
+const fmt = (ms) => (ms < 1 ? `${(ms * 1000).toFixed(1)} µs` : `${ms.toFixed(2)} ms`);
+console.log(`| measurement (headless Chromium, ${new Date().toISOString().slice(0, 10)}) | value |
+|---|---|
+| navigation to models ready, cold (empty caches) | ${cold.wall} ms (worker: ${cold.worker.toFixed(1)} ms, from ${cold.origin}) |
+| navigation to models ready, cached (reload, median of 5) | ${median(cachedRuns.map((r) => r.wall))} ms (worker: ${median(cachedRuns.map((r) => r.worker)).toFixed(1)} ms, from ${cachedRuns[0].origin}) |
+| total download, cold visit | ${(downloaded / 1024).toFixed(0)} kB |
+| rule pipeline in the worker, typical report (${TYPICAL.length} chars) | ${fmt(compute.typical.ms)} |
+| rule pipeline in the worker, 10k-char report | ${fmt(compute.long.ms)} |
+| typical report, click to highlighted result on screen (median of 30) | ${median(roundTrip).toFixed(1)} ms |
+| worker wasm memory after the runs (peak) | ${(compute.long.memory / 2 ** 20).toFixed(1)} MiB |`);
+console.error(`(${version})`);
