@@ -29,6 +29,8 @@ async function timeToReady(load) {
 
 const cold = await timeToReady(() => page.goto(server.origin + "/"));
 const downloaded = server.log.reduce((sum, r) => sum + r.bytes, 0);
+const distinct = new Map(server.log.map((r) => [new URL(r.url, server.origin).pathname, r.bytes]));
+const distinctBytes = [...distinct.values()].reduce((a, b) => a + b, 0);
 await page.evaluate(() => navigator.serviceWorker.ready);
 const cachedRuns = [];
 for (let i = 0; i < 5; i++) cachedRuns.push(await timeToReady(() => page.reload()));
@@ -107,7 +109,8 @@ console.log(`| measurement (headless Chromium, ${new Date().toISOString().slice(
 |---|---|
 | navigation to models ready, cold (empty caches) | ${cold.wall} ms (worker: ${cold.worker.toFixed(1)} ms, from ${cold.origin}) |
 | navigation to models ready, cached (reload, median of 5) | ${median(cachedRuns.map((r) => r.wall))} ms (worker: ${median(cachedRuns.map((r) => r.worker)).toFixed(1)} ms, from ${cachedRuns[0].origin}) |
-| total download, cold visit | ${(downloaded / 1024).toFixed(0)} kB |
+| total download, cold visit (all requests, incl. the service worker's copy of the shell) | ${(downloaded / 1024).toFixed(0)} kB |
+| distinct files of a cold visit (app, worker, bundle) | ${(distinctBytes / 1024).toFixed(0)} kB in ${distinct.size} files |
 | rule pipeline in the worker, typical report (${TYPICAL.length} chars) | ${fmt(compute.typical.ms)} |
 | rule pipeline in the worker, 10k-char report | ${fmt(compute.long.ms)} |
 | typical report, click to highlighted result on screen (median of 30) | ${median(roundTrip).toFixed(1)} ms |
