@@ -62,7 +62,11 @@ pub fn run() {
             Ok(loaded) => {
                 let ready = FromWorker::Ready {
                     bundle_version: loaded.manifest.version.clone(),
-                    vocabulary_version: loaded.manifest.vocabulary_version.clone(),
+                    vocabulary_version: loaded
+                        .manifest
+                        .vocabulary_version
+                        .clone()
+                        .unwrap_or_default(),
                     origin: loaded.origin,
                     load_ms: now_ms() - started,
                     image_model: false,

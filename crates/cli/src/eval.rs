@@ -4,8 +4,8 @@
 use integrabner_core::metrics::{MultiLabelEval, Prf};
 use integrabner_core::openi::Report;
 use integrabner_core::vocab::Vocabulary;
-use integrabner_core::RulePipeline;
-use std::collections::BTreeSet;
+use integrabner_core::Prediction;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// The original system's labeling: a concept is found when any of its terms
@@ -67,25 +67,38 @@ pub fn study_text(report: &Report) -> String {
 }
 
 pub struct EvalResult {
+    /// The name of the evaluated labeler, for the tables.
+    pub system: String,
     pub rules: MultiLabelEval,
     pub baseline: MultiLabelEval,
+    /// Entities per source over all reports (what each component adds).
+    pub spans_by_source: BTreeMap<String, usize>,
 }
 
 pub fn evaluate<'a>(
-    pipeline: &RulePipeline,
+    system: &str,
+    vocab: &Vocabulary,
+    label: impl Fn(&Report) -> Option<Prediction>,
     reports: impl IntoIterator<Item = &'a Report>,
     progress: &indicatif::ProgressBar,
 ) -> EvalResult {
-    let baseline = SubstringBaseline::new(&pipeline.vocab);
+    let baseline = SubstringBaseline::new(vocab);
     let mut result = EvalResult {
+        system: system.to_string(),
         rules: MultiLabelEval::default(),
         baseline: MultiLabelEval::default(),
+        spans_by_source: BTreeMap::new(),
     };
     for report in reports {
-        let gold = gold_labels(report, &pipeline.vocab);
-        let predicted: BTreeSet<String> = match pipeline.predict(&report.id, &report.text()) {
-            Ok(p) => p.findings.into_iter().map(|f| f.concept).collect(),
-            Err(_) => BTreeSet::new(),
+        let gold = gold_labels(report, vocab);
+        let predicted: BTreeSet<String> = match label(report) {
+            Some(p) => {
+                for e in &p.entities {
+                    *result.spans_by_source.entry(e.source.clone()).or_default() += 1;
+                }
+                p.findings.into_iter().map(|f| f.concept).collect()
+            }
+            None => BTreeSet::new(),
         };
         result.rules.add(&gold, &predicted);
         result
@@ -123,12 +136,19 @@ pub fn markdown(result: &EvalResult, split: &str, vocab: &Vocabulary) -> String 
         "substring baseline (original system), macro",
         b.macro_supported(),
     ));
-    s.push_str(&row("rule labeler, micro", r.micro()));
+    let system = &result.system;
+    s.push_str(&row(&format!("{system}, micro"), r.micro()));
     s.push_str(&row(
-        "rule labeler, macro (concepts with support)",
+        &format!("{system}, macro (concepts with support)"),
         r.macro_supported(),
     ));
-    s.push_str("\nPer concept (rule labeler; support = gold reports):\n\n| concept | type | support | TP | FP | FN | P | R | F1 |\n|---|---|---|---|---|---|---|---|---|\n");
+    let sources: Vec<String> = result
+        .spans_by_source
+        .iter()
+        .map(|(source, n)| format!("{source} {n}"))
+        .collect();
+    let _ = writeln!(s, "\nEntities by source: {}.", sources.join(", "));
+    let _ = write!(s, "\nPer concept ({system}; support = gold reports):\n\n| concept | type | support | TP | FP | FN | P | R | F1 |\n|---|---|---|---|---|---|---|---|---|\n");
     let mut concepts: Vec<_> = r.per_label.iter().collect();
     concepts.sort_by(|a, b| b.1.support().cmp(&a.1.support()).then(a.0.cmp(b.0)));
     for (name, c) in concepts {

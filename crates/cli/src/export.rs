@@ -21,7 +21,11 @@ pub fn manifest_for(bundle_dir: &Path) -> Result<BundleManifest> {
         .iter()
         .map(|(path, role, bytes)| (*path, *role, bytes.as_slice()))
         .collect();
-    Ok(BundleManifest::build(&files, PROVENANCE)?)
+    Ok(BundleManifest::build(
+        &files,
+        PROVENANCE,
+        Default::default(),
+    )?)
 }
 
 /// Writes `manifest.json`, or with `check` fails when the committed one is stale.

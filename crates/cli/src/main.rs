@@ -3,6 +3,7 @@
 
 mod eval;
 mod export;
+mod ner;
 mod predict;
 mod source;
 
@@ -12,6 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use integrabner_core::openi::Report;
 use integrabner_core::split::{parse_split_file, render_split_file, split_of, Split};
 use integrabner_core::RulePipeline;
+use integrabner_train::hybrid::HybridLabeler;
+use integrabner_train::ner::NerModel;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,7 +40,7 @@ echo 'No pneumothorax.' | integrabner predict  a report on stdin\n  \
 integrabner eval ../shared/data/openi/NLMCXR_reports.tgz --split validation\n\n\
 OpenI inputs (SOURCE) may be the XML collection as a .tgz (NLMCXR_reports.tgz), a directory \
 of its XML files, or indiana_reports.csv (with indiana_projections.csv beside it).",
-    after_help = "Exit status: 0 success; 1 error; 2 usage error; 3 `ingest` or `predict` finished but skipped some inputs (each named in a warning on stderr)."
+    after_help = "Exit status: 0 success; 1 error; 2 usage error; 3 `ingest` or `predict` finished but skipped some inputs (each named in a warning on stderr); 130 `ner train` stopped by Ctrl+C with its state saved (run it again to resume)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -80,6 +83,47 @@ enum UncertainArg {
     Ignored,
 }
 
+/// The NER models of the hybrid autolabeler; without them, rules only.
+#[derive(clap::Args, Clone)]
+struct NerModels {
+    /// Disease NER model directory (e.g. models/ner/disease); its spans have
+    /// source `ner-disease`.
+    #[arg(long)]
+    ner_disease: Option<PathBuf>,
+    /// Anatomy NER model directory (e.g. models/ner/anatomy); source `ner-anatomy`.
+    #[arg(long)]
+    ner_anatomy: Option<PathBuf>,
+}
+
+impl NerModels {
+    fn labeler(&self) -> Result<HybridLabeler> {
+        let mut models = Vec::new();
+        for (dir, source) in [
+            (&self.ner_disease, "ner-disease"),
+            (&self.ner_anatomy, "ner-anatomy"),
+        ] {
+            if let Some(dir) = dir {
+                let model = NerModel::load(dir)
+                    .with_context(|| format!("cannot load the NER model in {}", dir.display()))?;
+                models.push((model, source.to_string()));
+            }
+        }
+        Ok(HybridLabeler {
+            pipeline: RulePipeline::embedded(),
+            models,
+        })
+    }
+
+    fn system_name(&self) -> &'static str {
+        match (&self.ner_disease, &self.ner_anatomy) {
+            (None, None) => "rule labeler",
+            (Some(_), None) => "rules + disease NER",
+            (None, Some(_)) => "rules + anatomy NER",
+            (Some(_), Some(_)) => "rules + disease and anatomy NER",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Read OpenI reports and write them as JSONL (sections, MeSH coding, images).
@@ -102,8 +146,9 @@ enum Command {
         #[arg(short, long, default_value = "data/splits/openi-split-v1.tsv")]
         output: PathBuf,
     },
-    /// Autolabel reports with the rule labeler: one prediction (entities with
-    /// assertion, findings) per report, as JSONL.
+    /// Autolabel reports: one prediction (entities with assertion and
+    /// source, findings) per report, as JSONL: the silver annotations of the
+    /// report model. With --ner-disease/--ner-anatomy, the hybrid autolabeler.
     Label {
         source: PathBuf,
         /// Which reports to label.
@@ -111,6 +156,8 @@ enum Command {
         split: SplitArg,
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        ner: NerModels,
     },
     /// Evaluate document-level findings against the manual MeSH coding, beside
     /// the original system's substring baseline.
@@ -128,6 +175,8 @@ enum Command {
         /// Also write the tables as Markdown to this file.
         #[arg(long)]
         markdown: Option<PathBuf>,
+        #[command(flatten)]
+        ner: NerModels,
     },
     /// Label reports and write one JSON object per report.
     ///
@@ -138,6 +187,9 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Train or evaluate the BERT NER models (diseases, anatomy).
+    #[command(subcommand)]
+    Ner(ner::NerCommand),
     /// Write the manifest of the model bundle that the web app downloads.
     ///
     /// Lists every bundle file with its size and SHA-256 and derives the bundle
@@ -212,9 +264,10 @@ fn run(cli: Cli) -> Result<u8> {
             source,
             split,
             output,
+            ner,
         } => {
             let corpus = source::load_corpus(&source, None)?;
-            let pipeline = RulePipeline::embedded();
+            let labeler = ner.labeler()?;
             let reports: Vec<&Report> = corpus
                 .reports
                 .iter()
@@ -223,7 +276,7 @@ fn run(cli: Cli) -> Result<u8> {
             let progress = progress_bar(reports.len(), "labelling");
             let mut out = open_output(output.as_deref())?;
             for r in reports {
-                let p = pipeline.predict(&r.id, &r.text())?;
+                let p = labeler.predict(&r.id, &r.text())?;
                 serde_json::to_writer(&mut out, &p)?;
                 out.write_all(b"\n")?;
                 progress.inc(1);
@@ -238,6 +291,7 @@ fn run(cli: Cli) -> Result<u8> {
             split_file,
             uncertain,
             markdown,
+            ner,
         } => {
             let corpus = source::load_corpus(&source, None)?;
             let assigned = read_split_file(&split_file)?;
@@ -254,12 +308,18 @@ fn run(cli: Cli) -> Result<u8> {
                     reports.push(r);
                 }
             }
-            let mut pipeline = RulePipeline::embedded();
-            pipeline.findings.uncertain_is_coded = uncertain == UncertainArg::Coded;
+            let mut labeler = ner.labeler()?;
+            labeler.pipeline.findings.uncertain_is_coded = uncertain == UncertainArg::Coded;
             let progress = progress_bar(reports.len(), "evaluating");
-            let result = eval::evaluate(&pipeline, reports, &progress);
+            let result = eval::evaluate(
+                ner.system_name(),
+                &labeler.pipeline.vocab,
+                |r| labeler.predict(&r.id, &r.text()).ok(),
+                reports,
+                &progress,
+            );
             progress.finish_and_clear();
-            let md = eval::markdown(&result, split.name(), &pipeline.vocab);
+            let md = eval::markdown(&result, split.name(), &labeler.pipeline.vocab);
             if let Some(path) = markdown {
                 std::fs::write(&path, &md)
                     .with_context(|| format!("cannot write {}", path.display()))?;
@@ -268,6 +328,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Predict { input, output } => predict::run(input.as_deref(), output.as_deref()),
+        Command::Ner(command) => ner::run(command),
         Command::Export { bundle, check } => {
             export::run(&bundle, check)?;
             Ok(EXIT_OK)

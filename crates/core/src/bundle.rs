@@ -10,6 +10,7 @@ use crate::pipeline::RulePipeline;
 use crate::vocab::{VocabError, Vocabulary};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 /// The manifest's file name inside the bundle directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -27,6 +28,12 @@ pub enum FileRole {
     ContextRules,
     /// A licence that travels with the data; never loaded.
     Licence,
+    /// A model's configuration (`config.json`).
+    ModelConfig,
+    /// A model's weights (GGUF).
+    Weights,
+    /// A model's tokenizer (`tokenizer.json`).
+    Tokenizer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,14 +45,20 @@ pub struct BundleFile {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BundleManifest {
     pub format: u32,
     /// Derived from the files' hashes: any change to any file changes it.
     pub version: String,
-    pub vocabulary_version: String,
+    /// The vocabulary the bundle's concepts come from, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocabulary_version: Option<String>,
     pub files: Vec<BundleFile>,
     pub provenance: String,
+    /// Quality measured when the bundle was made (name → value), so that a
+    /// deployment can show what it runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,14 +134,20 @@ impl BundleFile {
 }
 
 impl BundleManifest {
-    /// Describes `files` (path, role, contents); the vocabulary file must be among them.
-    pub fn build(files: &[(&str, FileRole, &[u8])], provenance: &str) -> Result<Self, BundleError> {
-        let vocab_bytes = files
+    /// Describes `files` (path, role, contents); a vocabulary among them is
+    /// validated and gives the vocabulary version.
+    pub fn build(
+        files: &[(&str, FileRole, &[u8])],
+        provenance: &str,
+        metrics: BTreeMap<String, f64>,
+    ) -> Result<Self, BundleError> {
+        let vocabulary_version = match files
             .iter()
             .find(|(_, role, _)| *role == FileRole::Vocabulary)
-            .map(|(_, _, bytes)| *bytes)
-            .ok_or(BundleError::Missing(FileRole::Vocabulary))?;
-        let vocab = Vocabulary::from_json(as_text("vocabulary", vocab_bytes)?)?;
+        {
+            Some((path, _, bytes)) => Some(Vocabulary::from_json(as_text(path, bytes)?)?.version),
+            None => None,
+        };
         let files: Vec<BundleFile> = files
             .iter()
             .map(|(path, role, bytes)| BundleFile::describe(path, *role, bytes))
@@ -137,9 +156,10 @@ impl BundleManifest {
         Ok(Self {
             format: MANIFEST_FORMAT,
             version: sha256_hex(all_hashes.as_bytes())[..12].to_string(),
-            vocabulary_version: vocab.version,
+            vocabulary_version,
             files,
             provenance: provenance.to_string(),
+            metrics,
         })
     }
 
@@ -187,7 +207,10 @@ impl RulePipeline {
                     vocab = Some(Vocabulary::from_json(as_text(&file.path, bytes)?)?)
                 }
                 FileRole::ContextRules => rule_texts.push(as_text(&file.path, bytes)?),
-                FileRole::Licence => {}
+                FileRole::Licence
+                | FileRole::ModelConfig
+                | FileRole::Weights
+                | FileRole::Tokenizer => {}
             }
         }
         let vocab = vocab.ok_or(BundleError::Missing(FileRole::Vocabulary))?;

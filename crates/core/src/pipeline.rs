@@ -51,8 +51,8 @@ impl RulePipeline {
         }
     }
 
-    /// Tokenizes and labels `text`.
-    pub fn doc(&self, text: &str) -> Result<Doc, InputError> {
+    /// Refuses input that is not a report: empty, too long, or binary.
+    pub fn check(&self, text: &str) -> Result<(), InputError> {
         if text.trim().is_empty() {
             return Err(InputError::Empty);
         }
@@ -66,17 +66,27 @@ impl RulePipeline {
         if non_text * 20 > n {
             return Err(InputError::Binary { non_text, chars: n });
         }
+        Ok(())
+    }
+
+    /// Tokenizes and labels `text`.
+    pub fn doc(&self, text: &str) -> Result<Doc, InputError> {
+        self.check(text)?;
         let mut doc = Doc::new(text);
         self.labeler.annotate(&mut doc, &self.vocab);
         Ok(doc)
     }
 
-    pub fn predict(&self, id: &str, text: &str) -> Result<Prediction, InputError> {
-        let doc = self.doc(text)?;
-        Ok(Prediction {
+    /// The output object of a labelled document.
+    pub fn prediction(&self, id: &str, doc: &Doc) -> Prediction {
+        Prediction {
             id: id.to_string(),
-            findings: self.findings.findings(&doc, &self.vocab),
+            findings: self.findings.findings(doc, &self.vocab),
             entities: doc.entities(&self.vocab),
-        })
+        }
+    }
+
+    pub fn predict(&self, id: &str, text: &str) -> Result<Prediction, InputError> {
+        Ok(self.prediction(id, &self.doc(text)?))
     }
 }

@@ -37,7 +37,7 @@ fn the_pipeline_from_the_bundle_equals_the_compiled_in_one() {
         from_bundle.predict("r", text).unwrap(),
         embedded.predict("r", text).unwrap()
     );
-    assert_eq!(manifest.vocabulary_version, embedded.vocab.version);
+    assert_eq!(manifest.vocabulary_version, Some(embedded.vocab.version));
 }
 
 #[test]

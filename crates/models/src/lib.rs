@@ -1,0 +1,19 @@
+//! IntegraBNER's neural models, written for candle in the style of
+//! candle-transformers (a plain struct per model with `load(vb, &config)` and
+//! `forward`), but trainable: candle-transformers' BERT drops gradients at
+//! every LayerNorm, so this crate has its own, with the same parameter names.
+//!
+//! Platform-neutral: no file system, builds for wasm32. Reading checkpoints
+//! from disk and training live in `integrabner-train`.
+
+pub mod bert;
+pub mod config;
+pub mod iob;
+pub mod quantized;
+pub mod rng;
+pub mod token_classifier;
+pub mod tokenizer;
+
+pub use bert::Bert;
+pub use config::BertConfig;
+pub use token_classifier::TokenClassifier;

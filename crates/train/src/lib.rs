@@ -1,0 +1,9 @@
+//! Native training and evaluation of IntegraBNER's models. The models
+//! themselves (`integrabner-models`) are platform-neutral; this crate adds the
+//! file system, the optimizer and the loops.
+
+pub mod adamw;
+pub mod checkpoint;
+pub mod export;
+pub mod hybrid;
+pub mod ner;
