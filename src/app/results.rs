@@ -126,36 +126,33 @@ pub fn Results(state: AppState) -> impl IntoView {
             </tbody>
         </table>
         <div class="exports">
-            <button
-                id="export-json"
-                type="button"
-                disabled=move || state.result.get().is_none()
-                on:click=move |_| export(state, "integrabner-result.json", "application/json", prediction_json)
-            >
-                "Export JSON"
-            </button>
-            <button
-                id="export-csv"
-                type="button"
-                disabled=move || state.result.get().is_none()
-                on:click=move |_| export(state, "integrabner-result.csv", "text/csv", prediction_csv)
-            >
-                "Export CSV"
-            </button>
+            <ExportButton state=state id="export-json" title="Export JSON" file_name="integrabner-result.json" mime="application/json" render=prediction_json/>
+            <ExportButton state=state id="export-csv" title="Export CSV" file_name="integrabner-result.csv" mime="text/csv" render=prediction_csv/>
         </div>
     }
 }
 
-fn export(
+/// Saves the current result as a file rendered by `render`.
+#[component]
+fn ExportButton(
     state: AppState,
-    file_name: &str,
-    mime: &str,
+    id: &'static str,
+    title: &'static str,
+    file_name: &'static str,
+    mime: &'static str,
     render: fn(&integrabner_core::Prediction) -> String,
-) {
-    if let Some(a) = state.result.get_untracked() {
-        if let Err(e) = download::save(file_name, mime, &render(&a.prediction)) {
-            state.notice.set(Some(e));
+) -> impl IntoView {
+    let save = move |_| {
+        if let Some(a) = state.result.get_untracked() {
+            if let Err(e) = download::save(file_name, mime, &render(&a.prediction)) {
+                state.notice.set(Some(e));
+            }
         }
+    };
+    view! {
+        <button id=id type="button" disabled=move || state.result.get().is_none() on:click=save>
+            {title}
+        </button>
     }
 }
 

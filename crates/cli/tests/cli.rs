@@ -46,6 +46,14 @@ fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8(out.to_vec())
         .unwrap()
@@ -58,11 +66,7 @@ fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
 fn predict_reads_stdin_and_writes_the_documented_jsonl() {
     let text = "FINDINGS: Mild cardiomegaly. No pneumothorax or pleural effusion. Cannot exclude pneumonia.";
     let out = run_with_stdin(bin().arg("predict"), text.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 1);
     let p = &lines[0];
@@ -215,11 +219,7 @@ fn rule_labeler_meets_the_test_split_target() {
         .arg(openi("NLMCXR_reports.tgz"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let md = std::fs::read_to_string(md).unwrap();
     let f1 = |row: &str| -> f64 {
         let line = md.lines().find(|l| l.starts_with(row)).unwrap();
@@ -245,11 +245,7 @@ fn committed_bundle_manifest_matches_its_files_and_a_change_is_caught() {
         .arg(&committed)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 
     let copy = tempfile::tempdir().unwrap();
     std::fs::create_dir(copy.path().join("rules")).unwrap();
@@ -291,4 +287,40 @@ fn committed_bundle_manifest_matches_its_files_and_a_change_is_caught() {
         version(&old),
         "a changed file changes the bundle version"
     );
+}
+
+/// The committed disease NER model, on NCBI-disease's test set: the last line
+/// is exactly `span-f1 <value>` with three decimals, and the value is the one
+/// its manifest records.
+#[test]
+fn ner_eval_scores_the_committed_disease_model() {
+    let model = workspace().join("models/ner/disease");
+    let data = workspace().join("../shared/data/ner-corpora/NCBI-disease-IOB/test.tsv");
+    let out = bin()
+        .args(["ner", "eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    let value: f64 = last
+        .strip_prefix("span-f1 ")
+        .filter(|v| v.len() == 5)
+        .unwrap_or_else(|| panic!("last line {last:?}"))
+        .parse()
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
+            .unwrap();
+    let recorded = manifest["metrics"]["span-f1 NCBI-disease-IOB/test.tsv"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (value - recorded).abs() < 0.0006,
+        "{value} vs manifest {recorded}"
+    );
+    assert!(value > 0.75, "{value}");
 }

@@ -227,7 +227,19 @@ impl NerModel {
         sentences: &[Sentence],
         progress: &ProgressBar,
     ) -> Result<Vec<Vec<(String, f32)>>> {
-        let windows = make_windows(&self.tokenizer, sentences, &self.config.labels, 128, 96)?;
+        // Windows as in training, never longer than the model's positions.
+        let max_len = self
+            .config
+            .bert
+            .max_position_embeddings
+            .min(TrainConfig::default().max_len);
+        let windows = make_windows(
+            &self.tokenizer,
+            sentences,
+            &self.config.labels,
+            max_len,
+            max_len * 3 / 4,
+        )?;
         // Best (margin, label, probability) per (sentence, word).
         let mut best: Vec<Vec<(usize, usize, f32)>> = sentences
             .iter()
@@ -413,12 +425,15 @@ pub fn train(
     )?;
     let mut optimizer = AdamW::new(vars, config.weight_decay)?;
 
+    let max_len = config
+        .max_len
+        .min(model_config.bert.max_position_embeddings);
     let train_windows = make_windows(
         &ckpt.tokenizer,
         data.train,
         &labels,
-        config.max_len,
-        config.stride,
+        max_len,
+        config.stride.min(max_len - 2),
     )?;
     let steps_per_epoch = train_windows.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
