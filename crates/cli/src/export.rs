@@ -1,36 +1,18 @@
 //! `integrabner export`: write (or check) the manifest of the shipped bundle.
 
 use anyhow::{bail, Context, Result};
-use integrabner_core::bundle::{BundleManifest, MANIFEST_FILE, RULE_FILES};
+use integrabner_core::bundle::{MANIFEST_FILE, RULE_FILES};
+use integrabner_train::export::manifest_for;
 use std::path::Path;
 
 const PROVENANCE: &str = "Rule set of IntegraBNER: concept vocabulary (OpenI MeSH headings; \
 RadLex ids, RSNA licence), radiology assertion cues, and medspaCy ConText rules (MIT, \
 rules/medspacy_LICENSE). Manifest written by `integrabner export`.";
 
-/// The manifest that describes the files now in `bundle_dir`.
-pub fn manifest_for(bundle_dir: &Path) -> Result<BundleManifest> {
-    let mut contents = Vec::new();
-    for (path, role) in RULE_FILES {
-        let file = bundle_dir.join(path);
-        let bytes =
-            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        contents.push((path, role, bytes));
-    }
-    let files: Vec<_> = contents
-        .iter()
-        .map(|(path, role, bytes)| (*path, *role, bytes.as_slice()))
-        .collect();
-    Ok(BundleManifest::build(
-        &files,
-        PROVENANCE,
-        Default::default(),
-    )?)
-}
-
 /// Writes `manifest.json`, or with `check` fails when the committed one is stale.
 pub fn run(bundle_dir: &Path, check: bool) -> Result<()> {
-    let rendered = manifest_for(bundle_dir)?.to_json_pretty();
+    let rendered =
+        manifest_for(bundle_dir, &RULE_FILES, PROVENANCE, Default::default())?.to_json_pretty();
     let target = bundle_dir.join(MANIFEST_FILE);
     if check {
         let current = std::fs::read_to_string(&target)

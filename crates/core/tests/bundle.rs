@@ -1,7 +1,7 @@
 //! The shipped bundle (`models/`): the manifest describes the files, the
 //! pipeline built from them equals the compiled-in one, and damage is caught.
 
-use integrabner_core::bundle::{BundleError, BundleManifest, FileRole, MANIFEST_FILE};
+use integrabner_core::bundle::{BundleError, BundleFile, BundleManifest, FileRole, MANIFEST_FILE};
 use integrabner_core::RulePipeline;
 use std::path::PathBuf;
 
@@ -22,14 +22,22 @@ fn shipped() -> (BundleManifest, Vec<Vec<u8>>) {
     (manifest, contents)
 }
 
-#[test]
-fn the_pipeline_from_the_bundle_equals_the_compiled_in_one() {
-    let (manifest, contents) = shipped();
-    let pairs: Vec<_> = manifest
+/// Each manifest entry with its file's bytes, as `from_bundle` takes them.
+fn paired<'a>(
+    manifest: &'a BundleManifest,
+    contents: &'a [Vec<u8>],
+) -> Vec<(&'a BundleFile, &'a [u8])> {
+    manifest
         .files
         .iter()
         .zip(contents.iter().map(Vec::as_slice))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_pipeline_from_the_bundle_equals_the_compiled_in_one() {
+    let (manifest, contents) = shipped();
+    let pairs = paired(&manifest, &contents);
     let from_bundle = RulePipeline::from_bundle(&pairs).unwrap();
     let embedded = RulePipeline::embedded();
     let text = "Mild cardiomegaly. No pneumothorax or pleural effusion. Cannot exclude pneumonia.";
@@ -49,21 +57,13 @@ fn a_damaged_file_fails_its_check_and_a_missing_role_is_named() {
         .position(|f| f.role == FileRole::Vocabulary)
         .unwrap();
     contents[vocab][10] ^= 1;
-    let pairs: Vec<_> = manifest
-        .files
-        .iter()
-        .zip(contents.iter().map(Vec::as_slice))
-        .collect();
+    let pairs = paired(&manifest, &contents);
     let err = RulePipeline::from_bundle(&pairs).unwrap_err();
     assert!(matches!(err, BundleError::Checksum { .. }), "{err}");
     assert!(err.to_string().contains("rules/concepts.json"));
 
     let (manifest, contents) = shipped();
-    let intact: Vec<_> = manifest
-        .files
-        .iter()
-        .zip(contents.iter().map(Vec::as_slice))
-        .collect();
+    let intact = paired(&manifest, &contents);
     let no_rules: Vec<_> = intact
         .iter()
         .filter(|(f, _)| f.role != FileRole::ContextRules)

@@ -31,25 +31,35 @@ pub fn write_model_files(model_dir: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The manifest of `files` (path, role) as they are now in `dir`.
+pub fn manifest_for(
+    dir: &Path,
+    files: &[(&str, FileRole)],
+    provenance: &str,
+    metrics: BTreeMap<String, f64>,
+) -> Result<BundleManifest> {
+    let contents = files
+        .iter()
+        .map(|(name, _)| {
+            let path = dir.join(name);
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let described: Vec<(&str, FileRole, &[u8])> = files
+        .iter()
+        .zip(&contents)
+        .map(|((name, role), bytes)| (*name, *role, bytes.as_slice()))
+        .collect();
+    Ok(BundleManifest::build(&described, provenance, metrics)?)
+}
+
 /// Describes the model files in `out` in `out/manifest.json`.
 pub fn write_manifest(
     out: &Path,
     provenance: &str,
     metrics: BTreeMap<String, f64>,
 ) -> Result<BundleManifest> {
-    let contents = MODEL_FILES
-        .iter()
-        .map(|(name, _)| {
-            std::fs::read(out.join(name))
-                .with_context(|| format!("cannot read {}/{name}", out.display()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let files: Vec<(&str, FileRole, &[u8])> = MODEL_FILES
-        .iter()
-        .zip(&contents)
-        .map(|((name, role), bytes)| (*name, *role, bytes.as_slice()))
-        .collect();
-    let manifest = BundleManifest::build(&files, provenance, metrics)?;
+    let manifest = manifest_for(out, &MODEL_FILES, provenance, metrics)?;
     std::fs::write(out.join(MANIFEST_FILE), manifest.to_json_pretty())?;
     Ok(manifest)
 }

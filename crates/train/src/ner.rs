@@ -424,12 +424,23 @@ pub fn train(
         &model_config,
     )?;
     let mut optimizer = AdamW::new(vars, config.weight_decay)?;
+    // The same weights outside the autograd graph, for the development score
+    // after each epoch: vars are updated in place, so it follows training.
+    let evaluator = NerModel {
+        model: TokenClassifier::load(
+            VarBuilder::from_tensors(detached(&graph_tensors), DType::F32, &device),
+            &model_config,
+        )?,
+        tokenizer: ckpt.tokenizer,
+        config: model_config.clone(),
+        device: device.clone(),
+    };
 
     let max_len = config
         .max_len
         .min(model_config.bert.max_position_embeddings);
     let train_windows = make_windows(
-        &ckpt.tokenizer,
+        &evaluator.tokenizer,
         data.train,
         &labels,
         max_len,
@@ -520,7 +531,7 @@ pub fn train(
         let started = Instant::now();
         let seconds_before = run.epoch_seconds;
         while run.batch_in_epoch < order.len() {
-            let b = batch(&order[run.batch_in_epoch], ckpt.tokenizer.pad, &device)?;
+            let b = batch(&order[run.batch_in_epoch], evaluator.tokenizer.pad, &device)?;
             let l = loss(&model, &b, Some(&mut rng))?;
             let mut grads = l.backward()?;
             optimizer.clip(&mut grads, config.max_grad_norm)?;
@@ -551,17 +562,7 @@ pub fn train(
         }
         bar.finish_and_clear();
 
-        let eval_bar = ProgressBar::hidden();
-        let trained = NerModel {
-            model: TokenClassifier::load(
-                VarBuilder::from_tensors(detached(&graph_tensors), DType::F32, &device),
-                &model_config,
-            )?,
-            tokenizer: checkpoint::load_tokenizer(base)?,
-            config: model_config.clone(),
-            device: device.clone(),
-        };
-        let dev_f1 = trained.evaluate(data.dev, &eval_bar)?.f1();
+        let dev_f1 = evaluator.evaluate(data.dev, &ProgressBar::hidden())?.f1();
         let record = EpochRecord {
             epoch: run.epoch + 1,
             train_loss: run.loss_sum / run.loss_batches.max(1) as f64,
@@ -600,8 +601,8 @@ pub fn train(
     Ok(Outcome::Finished(run.history))
 }
 
-/// The current values, outside the autograd graph. Vars are updated in
-/// place, so these see every optimizer step made so far.
+/// The tensors outside the autograd graph, sharing their storage: vars are
+/// updated in place, so these see every optimizer step made so far.
 fn detached(tensors: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
     tensors
         .iter()
