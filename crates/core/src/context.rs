@@ -8,7 +8,7 @@
 
 use crate::phrase_matcher::PhraseMatcher;
 use crate::schema::Assertion;
-use crate::text::{normalize_word, Token};
+use crate::text::{normalize_word, Token, TokenKind};
 use serde::Deserialize;
 use std::ops::Range;
 
@@ -122,12 +122,33 @@ impl ContextRules {
     pub fn scopes(&self, tokens: &[Token], sentence: Range<usize>) -> Vec<Scope> {
         let sent = &tokens[sentence.clone()];
         let offset = sentence.start;
-        let found: Vec<(Range<usize>, Cue)> = self
-            .cues
-            .find_all(sent)
-            .into_iter()
-            .map(|m| (m.tokens.start + offset..m.tokens.end + offset, *m.value))
-            .collect();
+        let mut found: Vec<(Range<usize>, Cue)> = Vec::new();
+        for m in self.cues.find_all(sent) {
+            // medspaCy's ": no" / ": none" look back ("Effusion: no."). Followed
+            // by a word, the colon ends a title instead ("IMPRESSION: No
+            // effusion"), and the words after it are a cue of their own.
+            let colon_then_word = m.value.direction == Direction::Backward
+                && sent[m.tokens.start].norm == ":"
+                && sent
+                    .get(m.tokens.end)
+                    .is_some_and(|t| t.kind == TokenKind::Word);
+            if colon_then_word {
+                let rest = m.tokens.start + 1;
+                found.extend(
+                    self.cues
+                        .find_all(&sent[rest..m.tokens.end])
+                        .into_iter()
+                        .map(|r| {
+                            (
+                                r.tokens.start + rest + offset..r.tokens.end + rest + offset,
+                                *r.value,
+                            )
+                        }),
+                );
+            } else {
+                found.push((m.tokens.start + offset..m.tokens.end + offset, *m.value));
+            }
+        }
         let terminators: Vec<&Range<usize>> = found
             .iter()
             .filter(|(_, c)| c.direction == Direction::Terminate)

@@ -33,11 +33,36 @@ pub struct Doc {
     pub spans: Vec<Span>,
 }
 
+/// Sentences with the section titles cut out. A title is not part of the
+/// sentence after it: in "FINDINGS: No effusion." the cue ": no" (as in
+/// "Effusion: no") would otherwise swallow the negation "No".
+fn without_titles(sentences: Vec<Range<usize>>, sections: &[Section]) -> Vec<Range<usize>> {
+    let in_body = |t: usize| sections.iter().any(|s| s.tokens.contains(&t));
+    let mut out = Vec::with_capacity(sentences.len());
+    for sentence in sentences {
+        let mut start = None;
+        for t in sentence.clone() {
+            match (in_body(t), start) {
+                (true, None) => start = Some(t),
+                (false, Some(s)) => {
+                    out.push(s..t);
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            out.push(s..sentence.end);
+        }
+    }
+    out
+}
+
 impl Doc {
     pub fn new(text: &str) -> Self {
         let tokens = tokenize(text);
-        let sentences = sentences(text, &tokens);
         let sections = split_sections(text, &tokens);
+        let sentences = without_titles(sentences(text, &tokens), &sections);
         Self {
             text: text.to_string(),
             tokens,
@@ -81,5 +106,17 @@ impl Doc {
                 source: s.source.clone(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_titles_are_not_part_of_sentences() {
+        let doc = Doc::new("FINDINGS: No effusion. Heart normal.\nIMPRESSION: Clear.");
+        let sentences: Vec<&str> = doc.sentences.iter().map(|s| doc.token_text(s)).collect();
+        assert_eq!(sentences, ["No effusion.", "Heart normal.", "Clear."]);
     }
 }

@@ -10,11 +10,14 @@ use crate::vocab::{Coding, Vocabulary};
 const PRESENT_PROBABILITY: f32 = 0.95;
 const UNCERTAIN_PROBABILITY: f32 = 0.5;
 
+/// Width of [`FindingRules::evidence`] per vocabulary concept.
+pub const EVIDENCE_PER_CONCEPT: usize = 4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FindingRules {
     /// Whether an uncertain mention ("possible pneumonia") codes its concept.
     /// Off by default: on the validation split, coding them lowered micro-F1
-    /// from 0.827 to 0.800 (see EVALUATION.md).
+    /// from 0.854 to 0.825 (see EVALUATION.md).
     pub uncertain_is_coded: bool,
 }
 
@@ -36,6 +39,31 @@ impl FindingRules {
             }
             _ => None,
         }
+    }
+
+    /// What the rules saw of each concept in the findings and impression, as
+    /// [`EVIDENCE_PER_CONCEPT`] indicators per concept (vocabulary order):
+    /// coded, mentioned present, mentioned uncertain, mentioned absent. The
+    /// report model reads this beside the text, so that it learns where the
+    /// manual coding departs from the rules instead of relearning them.
+    pub fn evidence(&self, doc: &Doc, vocab: &Vocabulary) -> Vec<f32> {
+        let mut out = vec![0.0; vocab.concepts.len() * EVIDENCE_PER_CONCEPT];
+        for span in doc.spans.iter().filter(|s| s.section.describes_study()) {
+            let Some(concept) = span.concept else {
+                continue;
+            };
+            let slot = concept * EVIDENCE_PER_CONCEPT;
+            if self.span_probability(span, vocab).is_some() {
+                out[vocab.coded_index(concept) * EVIDENCE_PER_CONCEPT] = 1.0;
+            }
+            let offset = match span.assertion {
+                Assertion::Present => 1,
+                Assertion::Uncertain => 2,
+                Assertion::Absent => 3,
+            };
+            out[slot + offset] = 1.0;
+        }
+        out
     }
 
     /// The coded findings of `doc`, one per concept, ordered by vocabulary.

@@ -154,3 +154,24 @@ fn history_sections_are_not_coded() {
     assert!(findings(text).is_empty());
     assert!(assertions(text).contains(&("Pneumonia".to_string(), Present)));
 }
+
+#[test]
+fn a_colon_before_no_is_a_title_unless_no_ends_the_clause() {
+    // A section title, at a line start or inline, does not eat the negation.
+    for text in [
+        "FINDINGS: No pneumothorax.",
+        "Heart normal.\nIMPRESSION: No pneumothorax.",
+        "Heart normal. IMPRESSION: No pneumothorax.",
+    ] {
+        assert_eq!(
+            assertions(text).last(),
+            Some(&("Pneumothorax".to_string(), Absent)),
+            "{text}"
+        );
+    }
+    // medspaCy's backward ": no" still reads "X: no".
+    assert_eq!(
+        assertions("Pneumothorax: no. Pleural effusion: none."),
+        pairs(&[("Pneumothorax", Absent), ("Pleural Effusion", Absent)])
+    );
+}
