@@ -1,16 +1,15 @@
 //! `integrabner ner`: train and evaluate the BERT NER models on IOB corpora.
 
+use crate::training::TrainArgs;
 use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use integrabner_models::iob::{parse_iob, Sentence, SpanCounts};
 use integrabner_train::export;
-use integrabner_train::ner::{self, NerModel, Outcome, TrainConfig, TrainData};
+use integrabner_train::ner::{self, NerModel, TrainConfig, TrainData};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 #[derive(Subcommand)]
 pub enum NerCommand {
@@ -29,17 +28,8 @@ pub enum NerCommand {
         data: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = TrainConfig::default().epochs)]
-        epochs: usize,
-        #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
-        learning_rate: f64,
-        #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-        batch_size: usize,
-        #[arg(long, default_value_t = TrainConfig::default().seed)]
-        seed: u64,
-        /// Stop after this many sentences of train.tsv (quick trials).
-        #[arg(long)]
-        limit: Option<usize>,
+        #[command(flatten)]
+        training: TrainArgs,
     },
     /// Quantize a trained model into a shipped bundle directory and measure it.
     ///
@@ -89,61 +79,27 @@ fn read_corpus(path: &Path) -> Result<Vec<Sentence>> {
     parse_iob(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Exit status of `ner train` when Ctrl+C stopped it (state saved).
-const EXIT_INTERRUPTED: u8 = 130;
-
 pub fn run(command: NerCommand) -> Result<u8> {
     match command {
         NerCommand::Train {
             base,
             data,
             out,
-            epochs,
-            learning_rate,
-            batch_size,
-            seed,
-            limit,
+            training,
         } => {
             let mut train = read_corpus(&data.join("train.tsv"))?;
-            if let Some(n) = limit {
+            if let Some(n) = training.limit {
                 train.truncate(n);
             }
             let dev = read_corpus(&data.join("devel.tsv"))?;
-            let config = TrainConfig {
-                epochs,
-                learning_rate,
-                batch_size,
-                seed,
-                ..TrainConfig::default()
-            };
-            // Ctrl+C finishes the current step, saves the state and exits;
-            // the same command then resumes.
-            let interrupted = Arc::new(AtomicBool::new(false));
-            let flag = interrupted.clone();
-            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-                .context("cannot install the Ctrl+C handler")?;
+            let config = training.config(TrainConfig::default());
             let data = TrainData {
                 train: &train,
                 dev: &dev,
             };
-            let keep_going = |_| !interrupted.load(Ordering::SeqCst);
-            match ner::train(&base, data, &out, config, keep_going)? {
-                Outcome::Finished(history) => {
-                    let best = history.iter().map(|r| r.dev_f1).fold(f64::NAN, f64::max);
-                    eprintln!(
-                        "best development span F1 {best:.4}; model in {}",
-                        out.join("best").display()
-                    );
-                    Ok(EXIT_OK)
-                }
-                Outcome::Interrupted { optimizer_step } => {
-                    eprintln!(
-                        "interrupted after step {optimizer_step}; state saved in {}; run the same command to resume",
-                        out.join("state").display()
-                    );
-                    Ok(EXIT_INTERRUPTED)
-                }
-            }
+            crate::training::run_interruptibly(&out, |keep_going| {
+                ner::train(&base, data, &out, config, keep_going)
+            })
         }
         NerCommand::Export {
             model,
@@ -167,14 +123,7 @@ pub fn run(command: NerCommand) -> Result<u8> {
                 eprintln!("{}: span F1 {:.4}", name.display(), counts.f1());
                 metrics.insert(format!("span-f1 {}", name.display()), counts.f1());
             }
-            let manifest = export::write_manifest(&out, &provenance, metrics)?;
-            let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
-            eprintln!(
-                "wrote {} ({:.1} MB, version {})",
-                out.display(),
-                bytes as f64 / 1e6,
-                manifest.version
-            );
+            crate::export::write_model_manifest(&out, &provenance, metrics)?;
             Ok(EXIT_OK)
         }
         NerCommand::Eval { model, data } => {

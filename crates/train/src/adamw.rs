@@ -8,6 +8,8 @@ pub struct AdamW {
     params: Vec<(String, Var)>,
     first: Vec<Tensor>,
     second: Vec<Tensor>,
+    /// Per parameter, the factor on the learning rate (1 unless set).
+    lr_scale: Vec<f64>,
     pub step: usize,
     pub beta1: f64,
     pub beta2: f64,
@@ -27,6 +29,7 @@ impl AdamW {
                 .iter()
                 .map(|(_, v)| zeros(v))
                 .collect::<Result<_>>()?,
+            lr_scale: vec![1.0; params.len()],
             params,
             step: 0,
             beta1: 0.9,
@@ -34,6 +37,12 @@ impl AdamW {
             eps: 1e-8,
             weight_decay,
         })
+    }
+
+    /// Multiplies the learning rate of each parameter by `scale(name)`: a
+    /// freshly initialized head learns faster than the pre-trained encoder.
+    pub fn scale_learning_rates(&mut self, scale: impl Fn(&str) -> f64) {
+        self.lr_scale = self.params.iter().map(|(n, _)| scale(n)).collect();
     }
 
     pub fn params(&self) -> &[(String, Var)] {
@@ -70,6 +79,7 @@ impl AdamW {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            let lr = lr * self.lr_scale[i];
             let m = ((&self.first[i] * self.beta1)? + (g * (1.0 - self.beta1))?)?;
             let v = ((&self.second[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let update = ((&m / correct1)? / ((&v / correct2)?.sqrt()? + self.eps)?)?;
