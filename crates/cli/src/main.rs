@@ -3,9 +3,12 @@
 
 mod eval;
 mod export;
+mod image;
 mod ner;
 mod predict;
+mod report;
 mod source;
+mod training;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -182,14 +185,32 @@ enum Command {
     ///
     /// INPUT may be an OpenI .tgz or directory, a .jsonl file of {"id","text"}
     /// lines, a plain-text report, or "-" / nothing for a report on stdin.
+    ///
+    /// Uses the report model (entities and findings with source `text`; its
+    /// findings head also reads the rule labeler's evidence) from
+    /// --text-model, or from models/text when run in the repository; without
+    /// one, the rule labeler alone (source `dictionary`).
     Predict {
         input: Option<PathBuf>,
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Report model directory (a bundle such as models/text, or a training output).
+        #[arg(long, conflicts_with = "rules_only")]
+        text_model: Option<PathBuf>,
+        /// Use the rule labeler alone.
+        #[arg(long)]
+        rules_only: bool,
     },
     /// Train or evaluate the BERT NER models (diseases, anatomy).
     #[command(subcommand)]
     Ner(ner::NerCommand),
+    /// Train and evaluate image findings (NIH ChestX-ray14, frozen encoder).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Train, evaluate and export the report model (BERT with entity,
+    /// assertion and coded-findings heads).
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Write the manifest of the model bundle that the web app downloads.
     ///
     /// Lists every bundle file with its size and SHA-256 and derives the bundle
@@ -327,8 +348,20 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{md}");
             Ok(EXIT_OK)
         }
-        Command::Predict { input, output } => predict::run(input.as_deref(), output.as_deref()),
+        Command::Predict {
+            input,
+            output,
+            text_model,
+            rules_only,
+        } => predict::run(
+            input.as_deref(),
+            output.as_deref(),
+            text_model.as_deref(),
+            rules_only,
+        ),
         Command::Ner(command) => ner::run(command),
+        Command::Report(command) => report::run(command),
+        Command::Image(command) => image::run(command),
         Command::Export { bundle, check } => {
             export::run(&bundle, check)?;
             Ok(EXIT_OK)

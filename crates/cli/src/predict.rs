@@ -3,6 +3,8 @@
 use crate::{open_output, source, EXIT_OK, EXIT_PARTIAL};
 use anyhow::{Context, Result};
 use integrabner_core::RulePipeline;
+use integrabner_models::report::{analyse_report, ReportTagger};
+use integrabner_train::report::load_tagger;
 use serde::Deserialize;
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
@@ -13,15 +15,54 @@ struct InputLine {
     text: String,
 }
 
-pub fn run(input: Option<&Path>, output: Option<&Path>) -> Result<u8> {
+/// Where `predict` looks for the report model when not told.
+const DEFAULT_TEXT_MODEL: &str = "models/text";
+
+/// The report model to use: `--text-model`, else `models/text` when it is
+/// there, else none (rules only, said on stderr).
+fn text_model(path: Option<&Path>, rules_only: bool) -> Result<Option<ReportTagger>> {
+    if rules_only {
+        return Ok(None);
+    }
+    let dir = match path {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_TEXT_MODEL).join("config.json").exists() => {
+            DEFAULT_TEXT_MODEL.into()
+        }
+        None => {
+            eprintln!(
+                "note: no report model in {DEFAULT_TEXT_MODEL}; rules only (pass --text-model DIR)"
+            );
+            return Ok(None);
+        }
+    };
+    let tagger = load_tagger(&dir)
+        .with_context(|| format!("cannot load the report model in {}", dir.display()))?;
+    Ok(Some(tagger))
+}
+
+pub fn run(
+    input: Option<&Path>,
+    output: Option<&Path>,
+    text_model_dir: Option<&Path>,
+    rules_only: bool,
+) -> Result<u8> {
     let pipeline = RulePipeline::embedded();
+    let tagger = text_model(text_model_dir, rules_only)?;
+    if let Some(t) = &tagger {
+        t.check_rules(&pipeline)?;
+    }
     let mut out = open_output(output)?;
     let mut skipped = 0usize;
     // Writes one prediction; returns how many reports were skipped (0 or 1).
     let emit = |id: &str, text: &str, out: &mut dyn Write| -> Result<usize> {
-        match pipeline.predict(id, text) {
-            Ok(p) => {
-                serde_json::to_writer(&mut *out, &p)?;
+        let analysed = analyse_report(tagger.as_ref(), &pipeline, id, text);
+        match analysed {
+            Ok(a) => {
+                if let Some(note) = a.note {
+                    eprintln!("note: report {id}: {note}");
+                }
+                serde_json::to_writer(&mut *out, &a.prediction)?;
                 out.write_all(b"\n")?;
                 Ok(0)
             }

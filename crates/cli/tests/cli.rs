@@ -324,3 +324,136 @@ fn ner_eval_scores_the_committed_disease_model() {
     );
     assert!(value > 0.75, "{value}");
 }
+
+/// The number in the row of `table` that starts with `row`, column `column`
+/// (0 = the row name).
+fn cell(table: &str, row: &str, column: usize) -> f64 {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("no row {row:?} in\n{table}"));
+    line.split('|')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .nth(column)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn report_eval_reproduces_the_committed_report_model_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let silver = dir.path().join("silver-test.jsonl");
+    let out = bin()
+        .arg("label")
+        .arg(openi("NLMCXR_reports.tgz"))
+        .args(["--split", "test", "--ner-disease"])
+        .arg(workspace().join("models/ner/disease"))
+        .arg("--ner-anatomy")
+        .arg(workspace().join("models/ner/anatomy"))
+        .arg("-o")
+        .arg(&silver)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let model = workspace().join("models/text");
+    let out = bin()
+        .args(["report", "eval", "--split", "test", "--model"])
+        .arg(&model)
+        .arg("--source")
+        .arg(openi("NLMCXR_reports.tgz"))
+        .arg("--silver")
+        .arg(&silver)
+        .arg("--split-file")
+        .arg(workspace().join("data/splits/openi-split-v1.tsv"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let table = String::from_utf8(out.stdout).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
+            .unwrap();
+    let recorded = |name: &str| manifest["metrics"][name].as_f64().unwrap();
+    // The span row is the only one that starts with a number of silver spans.
+    let spans = table.lines().find(|l| l.starts_with("| 2")).unwrap();
+    let span_f1 = cell(spans, "| 2", 5);
+    assert!(
+        (span_f1 - recorded("test span-f1")).abs() < 0.0006,
+        "{span_f1}"
+    );
+    let micro = cell(&table, "| report model + rule evidence", 3);
+    assert!(
+        (micro - recorded("test findings micro-f1")).abs() < 0.0006,
+        "{micro}"
+    );
+    let rules = cell(&table, "| rule labeler", 3);
+    assert!(micro >= rules, "model {micro} below the rules {rules}");
+}
+
+#[test]
+fn predict_uses_the_report_model_when_given() {
+    let text = "FINDINGS: No pneumothorax. Small left pleural effusion.\nIMPRESSION: Cardiomegaly.";
+    let out = run_with_stdin(
+        bin()
+            .args(["predict", "--text-model"])
+            .arg(workspace().join("models/text")),
+        text.as_bytes(),
+    );
+    assert_success(&out);
+    let p = &json_lines(&out.stdout)[0];
+    let chars: Vec<char> = text.chars().collect();
+    let entities = p["entities"].as_array().unwrap();
+    assert!(entities.len() >= 3, "{p}");
+    for e in entities {
+        assert_eq!(e["source"], "text");
+        let (s, t) = (
+            e["start"].as_u64().unwrap() as usize,
+            e["end"].as_u64().unwrap() as usize,
+        );
+        assert_eq!(
+            chars[s..t].iter().collect::<String>(),
+            e["text"].as_str().unwrap()
+        );
+    }
+    let find = |t: &str| {
+        entities
+            .iter()
+            .find(|e| e["text"] == t)
+            .unwrap_or_else(|| panic!("{t} in {p}"))
+    };
+    assert_eq!(find("pneumothorax")["assertion"], "absent");
+    assert_eq!(find("Cardiomegaly")["assertion"], "present");
+    let coded: Vec<&str> = p["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["concept"].as_str().unwrap())
+        .collect();
+    assert!(
+        coded.contains(&"Cardiomegaly") && !coded.contains(&"Pneumothorax"),
+        "{coded:?}"
+    );
+    assert!(p["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["source"] == "text"));
+
+    // Too long for the model: the rules take it, and stderr says so.
+    let long = "No pneumothorax. ".repeat(2000);
+    let out = run_with_stdin(
+        bin()
+            .args(["predict", "--text-model"])
+            .arg(workspace().join("models/text")),
+        long.as_bytes(),
+    );
+    assert_success(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rule labeler analysed it alone"));
+    let p = &json_lines(&out.stdout)[0];
+    assert!(p["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["source"] == "dictionary"));
+}

@@ -95,6 +95,13 @@ pub const RULE_FILES: [(&str, FileRole); 4] = [
     ("rules/medspacy_LICENSE", FileRole::Licence),
 ];
 
+/// The report model's files, under `text/` when the bundle has one.
+pub const TEXT_MODEL_FILES: [(&str, FileRole); 3] = [
+    ("text/config.json", FileRole::ModelConfig),
+    ("text/model.gguf", FileRole::Weights),
+    ("text/tokenizer.json", FileRole::Tokenizer),
+];
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()

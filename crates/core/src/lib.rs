@@ -5,12 +5,14 @@
 //! This crate touches no file system and starts no threads.
 
 pub mod bundle;
+pub mod calibration;
 pub mod context;
 pub mod doc;
 pub mod findings;
 pub mod image_input;
 pub mod labeler;
 pub mod metrics;
+pub mod nih;
 pub mod openi;
 pub mod phrase_matcher;
 pub mod pipeline;

@@ -8,8 +8,12 @@
 
 pub mod bert;
 pub mod config;
+pub mod efficientnet;
+pub mod image_model;
 pub mod iob;
 pub mod quantized;
+pub mod report;
+pub mod report_model;
 pub mod rng;
 pub mod token_classifier;
 pub mod tokenizer;

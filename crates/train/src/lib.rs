@@ -6,4 +6,7 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod export;
 pub mod hybrid;
+pub mod image;
 pub mod ner;
+pub mod report;
+pub mod trainer;

@@ -1,0 +1,55 @@
+//! Latency of the report model (the shipped Q8_0 bundle in `models/text`,
+//! dequantized at load as in the browser): a typical OpenI report (the same
+//! text as the rule-pipeline bench and the browser bench), a report of about
+//! 512 word pieces, and loading the bundle. Results: BENCHMARKS.md.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use integrabner_core::RulePipeline;
+use integrabner_models::report::ReportTagger;
+use std::path::Path;
+
+const TYPICAL: &str = include_str!("../../core/benches/reports/typical.txt");
+
+fn bench(c: &mut Criterion) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/text");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("models/text is committed");
+    let (config, weights, tokenizer) = (
+        read("config.json"),
+        read("model.gguf"),
+        read("tokenizer.json"),
+    );
+    let rules = RulePipeline::embedded();
+    let tagger = ReportTagger::from_bytes(&config, &weights, &tokenizer).unwrap();
+    let pieces = |text: &str| {
+        let doc = integrabner_core::doc::Doc::new(text);
+        let words: Vec<&str> = doc
+            .tokens
+            .iter()
+            .map(|t| &doc.text[t.bytes.clone()])
+            .collect();
+        tagger.tokenizer.encode_words(&words).unwrap().ids.len()
+    };
+    eprintln!("typical report: {} word pieces", pieces(TYPICAL));
+    let mut long = TYPICAL.to_string();
+    while pieces(&long) < 512 {
+        long.push(' ');
+        long.push_str(TYPICAL);
+    }
+    eprintln!("long report: {} word pieces", pieces(&long));
+
+    c.bench_function("report model, typical report", |b| {
+        b.iter(|| tagger.predict(&rules, "r", black_box(TYPICAL)).unwrap())
+    });
+    let mut group = c.benchmark_group("slow");
+    group.sample_size(20);
+    group.bench_function("report model, 512-piece report", |b| {
+        b.iter(|| tagger.predict(&rules, "r", black_box(&long)).unwrap())
+    });
+    group.bench_function("report model, load bundle (dequantize)", |b| {
+        b.iter(|| ReportTagger::from_bytes(&config, &weights, &tokenizer).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,99 @@
+//! The report model trains end to end on a tiny random BERT: entity tags and
+//! assertions from silver spans, findings from a coding that the rules alone
+//! do not give.
+
+mod common;
+use common::tiny_checkpoint;
+use integrabner_core::RulePipeline;
+use integrabner_train::report::{evaluate, load_tagger, train, LabelledReport, Outcome};
+use integrabner_train::trainer::TrainConfig;
+use std::collections::BTreeSet;
+
+fn reports(rules: &RulePipeline) -> Vec<LabelledReport> {
+    let texts = [
+        "FINDINGS: No pleural effusion. The heart is normal. IMPRESSION: Cardiomegaly.",
+        "FINDINGS: The heart is normal. IMPRESSION: Possible pneumonia.",
+        "FINDINGS: Pleural effusion. IMPRESSION: No cardiomegaly.",
+        "FINDINGS: The heart is normal. IMPRESSION: No pneumonia.",
+    ];
+    let mut out = Vec::new();
+    for i in 0..24 {
+        let text = texts[i % texts.len()];
+        let silver = rules.predict("x", text).unwrap().entities;
+        // The hand coding names pneumonia even when the report only suspects
+        // it: the rules leave uncertain mentions uncoded, so the model must
+        // learn this from the text.
+        let mut gold: BTreeSet<String> = rules
+            .predict("x", text)
+            .unwrap()
+            .findings
+            .into_iter()
+            .map(|f| f.concept)
+            .collect();
+        if text.contains("Possible pneumonia") {
+            gold.insert("Pneumonia".into());
+        }
+        out.push(LabelledReport {
+            id: i.to_string(),
+            text: text.to_string(),
+            silver,
+            gold,
+        });
+    }
+    out
+}
+
+#[test]
+fn report_model_learns_spans_assertions_and_findings() {
+    let rules = RulePipeline::embedded();
+    let base = tempfile::tempdir().unwrap();
+    tiny_checkpoint(base.path());
+    let data = reports(&rules);
+    assert!(data[0].silver.len() >= 3, "{:?}", data[0].silver);
+    let out = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        epochs: 60,
+        batch_size: 8,
+        learning_rate: 3e-3,
+        patience: 100,
+        max_len: 64,
+        ..TrainConfig::default()
+    };
+    let outcome = train(
+        base.path(),
+        &rules,
+        &data,
+        &data[..4],
+        out.path(),
+        config,
+        |_| true,
+    )
+    .unwrap();
+    assert!(matches!(outcome, Outcome::Finished(_)), "{outcome:?}");
+
+    let tagger = load_tagger(&out.path().join("best")).unwrap();
+    let (scores, outputs) = evaluate(&tagger, &rules, &data[..4], true).unwrap();
+    assert!(scores.spans.f1() > 0.95, "span F1 {}", scores.spans.f1());
+    assert_eq!(scores.assertion_correct, scores.spans.true_positives);
+    assert!(
+        scores.findings.micro().f1 > 0.95,
+        "findings F1 {}",
+        scores.findings.micro().f1
+    );
+    // "Possible pneumonia" is coded although the rules' evidence says uncertain.
+    let pneumonia = tagger
+        .config
+        .concepts
+        .iter()
+        .position(|c| c == "Pneumonia")
+        .unwrap();
+    assert!(outputs[1].probabilities[pneumonia] > 0.5);
+    assert!(outputs[3].probabilities[pneumonia] < 0.5);
+    for (o, r) in outputs.iter().zip(&data) {
+        for e in &o.prediction.entities {
+            let text: String = r.text.chars().skip(e.start).take(e.end - e.start).collect();
+            assert_eq!(text, e.text);
+            assert_eq!(e.source, "text");
+        }
+    }
+}
