@@ -55,6 +55,9 @@ pub enum FromWorker {
         vocabulary_version: String,
         origin: BundleOrigin,
         load_ms: f64,
+        /// Whether the bundle has the report model; without one, the rule
+        /// labeler alone analyses reports.
+        text_model: bool,
         /// Whether the bundle has an image model; without one, images are
         /// checked and shown but produce no findings.
         image_model: bool,
@@ -62,6 +65,9 @@ pub enum FromWorker {
     Result {
         request: u32,
         prediction: Prediction,
+        /// Said to the user beside the result (the rules stood in for the model).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
         elapsed_ms: f64,
     },
     ImageChecked {

@@ -139,9 +139,14 @@ fn App() -> impl IntoView {
                     .get()
                     .map(|b| {
                         format!(
-                            "Bundle {} · vocabulary {} · rule labeler (dictionary + ConText assertion)",
+                            "Bundle {} · vocabulary {} · {}",
                             b.version,
                             b.vocabulary_version,
+                            if b.text_model {
+                                "report model (BERT: entities, assertions, coded findings) reading the rule labeler's evidence"
+                            } else {
+                                "rule labeler (dictionary + ConText assertion)"
+                            },
                         )
                     })
             }}

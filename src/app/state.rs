@@ -31,6 +31,7 @@ pub struct BundleInfo {
     pub vocabulary_version: String,
     pub origin: BundleOrigin,
     pub load_ms: f64,
+    pub text_model: bool,
     pub image_model: bool,
 }
 
@@ -143,7 +144,7 @@ impl AppState {
     }
 }
 
-fn capitalized(message: &str) -> String {
+pub(crate) fn capitalized(message: &str) -> String {
     let mut chars = message.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),

@@ -159,6 +159,7 @@ impl WorkerClient {
                 vocabulary_version,
                 origin,
                 load_ms,
+                text_model,
                 image_model,
             } => {
                 state.bundle.set(Some(super::state::BundleInfo {
@@ -166,6 +167,7 @@ impl WorkerClient {
                     vocabulary_version,
                     origin,
                     load_ms,
+                    text_model,
                     image_model,
                 }));
                 state.set_phase(Phase::Ready, "Models ready");
@@ -173,10 +175,16 @@ impl WorkerClient {
             FromWorker::Result {
                 request,
                 prediction,
+                note,
                 elapsed_ms,
             } => {
                 self.inner.crashes.set(0);
                 state.finish_analysis(request, prediction, elapsed_ms);
+                if note.is_some() {
+                    state
+                        .notice
+                        .set(note.map(|n| super::state::capitalized(&n)));
+                }
             }
             FromWorker::ImageChecked {
                 request,

@@ -7,10 +7,13 @@ use super::post;
 use crate::protocol::{BundleOrigin, FromWorker, BUNDLE_DIR};
 use integrabner_core::bundle::{BundleManifest, MANIFEST_FILE};
 use integrabner_core::RulePipeline;
+use integrabner_models::report::ReportTagger;
 
 pub struct LoadedBundle {
     pub manifest: BundleManifest,
     pub pipeline: RulePipeline,
+    /// The report model, when the bundle ships one.
+    pub tagger: Option<ReportTagger>,
     pub origin: BundleOrigin,
 }
 
@@ -78,6 +81,11 @@ pub async fn load_bundle() -> Result<LoadedBundle, String> {
     }
     let pairs: Vec<_> = contents.iter().map(|(f, b)| (*f, b.as_slice())).collect();
     let pipeline = RulePipeline::from_bundle(&pairs).map_err(|e| e.to_string())?;
+    let tagger = ReportTagger::from_bundle(&pairs)
+        .map_err(|e| format!("the report model cannot be loaded: {e}"))?;
+    if let Some(t) = &tagger {
+        t.check_rules(&pipeline).map_err(|e| e.to_string())?;
+    }
     if let Some(cache) = &cache {
         // Only a complete, verified bundle becomes the offline copy.
         let _ = store(cache, &manifest_url, &manifest_bytes).await;
@@ -86,6 +94,7 @@ pub async fn load_bundle() -> Result<LoadedBundle, String> {
     Ok(LoadedBundle {
         manifest,
         pipeline,
+        tagger,
         origin: if all_cached {
             BundleOrigin::Cache
         } else {

@@ -9,15 +9,28 @@ mod loader;
 
 use crate::protocol::{ErrorScope, FromWorker, ToWorker};
 use integrabner_core::{image_input, RulePipeline};
+use integrabner_models::report::{analyse_report, Analysed, ReportTagger};
 use js_sys::{Array, Uint8Array};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+/// The rules, and the report model when the bundle has one.
+struct Engine {
+    pipeline: RulePipeline,
+    tagger: Option<ReportTagger>,
+}
+
+impl Engine {
+    fn analyse(&self, id: &str, text: &str) -> Result<Analysed, String> {
+        analyse_report(self.tagger.as_ref(), &self.pipeline, id, text).map_err(|e| e.to_string())
+    }
+}
+
 enum State {
     Loading,
-    Ready(Box<RulePipeline>),
+    Ready(Box<Engine>),
     Failed(String),
 }
 
@@ -69,9 +82,13 @@ pub fn run() {
                         .unwrap_or_default(),
                     origin: loaded.origin,
                     load_ms: now_ms() - started,
+                    text_model: loaded.tagger.is_some(),
                     image_model: false,
                 };
-                *state.borrow_mut() = State::Ready(Box::new(loaded.pipeline));
+                *state.borrow_mut() = State::Ready(Box::new(Engine {
+                    pipeline: loaded.pipeline,
+                    tagger: loaded.tagger,
+                }));
                 post(&ready);
             }
             Err(message) => {
@@ -131,7 +148,7 @@ fn request_error(request: u32, message: String) -> FromWorker {
     }
 }
 
-fn ready(state: &State, request: u32) -> Result<&RulePipeline, FromWorker> {
+fn ready(state: &State, request: u32) -> Result<&Engine, FromWorker> {
     match state {
         State::Loading => Err(request_error(
             request,
@@ -141,20 +158,21 @@ fn ready(state: &State, request: u32) -> Result<&RulePipeline, FromWorker> {
             request,
             format!("the models could not be loaded: {why}"),
         )),
-        State::Ready(pipeline) => Ok(pipeline),
+        State::Ready(engine) => Ok(engine),
     }
 }
 
 fn analyze(state: &State, request: u32, id: &str, text: &str) -> FromWorker {
-    let pipeline = match ready(state, request) {
-        Ok(p) => p,
+    let engine = match ready(state, request) {
+        Ok(e) => e,
         Err(reply) => return reply,
     };
     let started = now_ms();
-    match pipeline.predict(id, text) {
-        Ok(prediction) => FromWorker::Result {
+    match engine.analyse(id, text) {
+        Ok(analysed) => FromWorker::Result {
             request,
-            prediction,
+            prediction: analysed.prediction,
+            note: analysed.note,
             elapsed_ms: now_ms() - started,
         },
         Err(e) => request_error(request, format!("cannot analyse this report: {e}")),
@@ -162,13 +180,13 @@ fn analyze(state: &State, request: u32, id: &str, text: &str) -> FromWorker {
 }
 
 fn benchmark(state: &State, request: u32, text: &str, runs: u32) -> FromWorker {
-    let pipeline = match ready(state, request) {
-        Ok(p) => p,
+    let engine = match ready(state, request) {
+        Ok(e) => e,
         Err(reply) => return reply,
     };
     let started = now_ms();
     for _ in 0..runs {
-        if let Err(e) = pipeline.predict("benchmark", text) {
+        if let Err(e) = engine.analyse("benchmark", text) {
             return request_error(request, format!("cannot analyse this report: {e}"));
         }
     }

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import {
   serve, distCopy, launch, openPage, waitReady, analyze, exportJson,
-  withScreenshot, cli, DIST, SHARED,
+  withScreenshot, cli, DIST, ROOT, SHARED,
 } from "./harness.mjs";
 
 const SAMPLE =
@@ -76,7 +76,7 @@ test("a report is highlighted and tabulated, privately, at 1280x800", async (t) 
     const concepts = rows.map((r) => r.concept);
     assert.ok(concepts.includes("Pleural Effusion") && concepts.includes("Cardiomegaly"), concepts);
     assert.ok(!concepts.includes("Pneumothorax"), "an absent finding is not coded");
-    assert.ok(rows.every((r) => r.source === "dictionary" && r.probability > 0 && r.probability <= 1));
+    assert.ok(rows.every((r) => r.source === "text" && r.probability > 0 && r.probability <= 1));
 
     // Absent entities look different from present ones, not only by colour.
     const style = (sel) => page.$eval(sel, (e) => getComputedStyle(e).textDecorationLine);
@@ -89,7 +89,7 @@ test("a report is highlighted and tabulated, privately, at 1280x800", async (t) 
     await page.keyboard.press("Control+Enter");
     await page.waitForSelector('tr[data-finding][data-concept="Cardiomegaly"]');
     await page.focus('[data-entity][data-concept="Cardiomegaly"]');
-    assert.match(await page.textContent("#entity-details"), /^Cardiomegaly · disease · present · confidence \d+% · source dictionary$/);
+    assert.match(await page.textContent("#entity-details"), /^Cardiomegaly · disease · present · confidence \d+% · source text$/);
 
     // The threshold hides findings below it; sorting by term orders rows.
     await analyze(page, SAMPLE);
@@ -182,11 +182,13 @@ test("bad report input gets a clear message and the page keeps working", async (
     await page.waitForFunction(() => /binary data/.test(document.querySelector("#notice")?.textContent));
     assert.equal(await page.getAttribute("#status", "data-state"), "ready");
 
-    // A 100,000-character report is analysed in the worker.
+    // A 100,000-character report is analysed in the worker: too long for the
+    // report model, so the rule labeler takes it, and the page says so.
     const sentence = "Small right pleural effusion. No pneumothorax. ";
     const big = sentence.repeat(Math.ceil(100_000 / sentence.length)).slice(0, 100_000);
     await analyze(page, big);
     assert.ok((await page.$$("[data-entity]")).length > 4000);
+    assert.match(await page.textContent("#notice"), /report model reads at most 2048.*rule labeler analysed it alone/);
 
     // Unusual Unicode: offsets in code points, highlighted text matches.
     const unicode = "🫁 Ünïcödé: right pleural effusion\u200B; no pneumothorax. مرحبا e\u0301dema";
@@ -207,7 +209,7 @@ test("the browser and the native CLI give identical results", async (t) => {
     await waitReady(page);
     const reports = openiSample(20);
     reports.push({ id: "sample", text: SAMPLE });
-    const native = cli(["predict", await jsonlFile(reports)])
+    const native = cli(["predict", "--text-model", path.join(ROOT, "models/text"), await jsonlFile(reports)])
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l));
@@ -312,18 +314,19 @@ test("a new bundle version replaces the cached one", async (t) => {
     const cachedKeys = () =>
       page.evaluate(async () => (await (await caches.open("integrabner-models")).keys()).map((r) => r.url));
     const first = await cachedKeys();
-    // Publish a new vocabulary version, as `integrabner export` would.
-    const vocab = path.join(root, "models/rules/concepts.json");
-    await writeFile(vocab, (await readFile(vocab, "utf8")).replace('"version": "1.0.0"', '"version": "1.0.1-test"'));
+    const footer = await page.textContent("footer");
+    // Publish a changed rule file, as `integrabner export` would.
+    const cues = path.join(root, "models/rules/radiology_cues.json");
+    await writeFile(cues, (await readFile(cues, "utf8")) + "\n");
     cli(["export", path.join(root, "models")]);
     await page.reload();
     await waitReady(page);
     assert.equal(await page.getAttribute("#status", "data-origin"), "network");
-    assert.match(await page.textContent("footer"), /vocabulary 1\.0\.1-test/);
+    assert.notEqual(await page.textContent("footer"), footer, "the footer names the new bundle version");
     const second = await cachedKeys();
-    const vocabKeys = second.filter((u) => u.includes("concepts.json"));
-    assert.equal(vocabKeys.length, 1, "the old vocabulary was pruned");
-    assert.ok(!first.includes(vocabKeys[0]));
+    const cueKeys = second.filter((u) => u.includes("radiology_cues.json"));
+    assert.equal(cueKeys.length, 1, "the old rule file was pruned");
+    assert.ok(!first.includes(cueKeys[0]));
     assert.equal(second.length, first.length);
   });
 });
