@@ -66,10 +66,74 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageInputError> {
         .map_err(|e| ImageInputError::Corrupt(e.to_string()))
 }
 
+/// How a picture is fitted into an image encoder's square input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Scale the shorter side to the input size and cut the middle out.
+    CenterCrop,
+    /// Scale the longer side to the input size and pad the rest with black:
+    /// nothing of a radiograph is lost.
+    Pad,
+}
+
+/// The image as an encoder input: `[3, size, size]` RGB values in 0..=255,
+/// channel-major. Greyscale (8- or 16-bit) repeats its channel; the aspect
+/// ratio is kept (bilinear scaling). Each encoder normalizes these values
+/// its own way.
+pub fn encoder_input(img: &DynamicImage, size: u32, fit: Fit) -> Vec<f32> {
+    let rgb = img.to_rgb8();
+    let (w, h) = (rgb.width().max(1), rgb.height().max(1));
+    let scale = match fit {
+        Fit::CenterCrop => size as f32 / w.min(h) as f32,
+        Fit::Pad => size as f32 / w.max(h) as f32,
+    };
+    let sw = ((w as f32 * scale).round() as u32).max(1);
+    let sh = ((h as f32 * scale).round() as u32).max(1);
+    let scaled = image::imageops::resize(&rgb, sw, sh, image::imageops::FilterType::Triangle);
+    let plane = (size * size) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    // Offset of the output square inside the scaled image (crop), or of the
+    // scaled image inside the square (pad).
+    let (ox, oy) = (sw as i64 - size as i64, sh as i64 - size as i64);
+    for y in 0..size {
+        for x in 0..size {
+            let (sx, sy) = (x as i64 + ox / 2, y as i64 + oy / 2);
+            if sx < 0 || sy < 0 || sx >= sw as i64 || sy >= sh as i64 {
+                continue;
+            }
+            let p = scaled.get_pixel(sx as u32, sy as u32);
+            let i = (y * size + x) as usize;
+            for c in 0..3 {
+                out[c * plane + i] = f32::from(p[c]);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use image::{GrayImage, ImageFormat, Luma};
+
+    #[test]
+    fn encoder_input_keeps_the_aspect_ratio() {
+        // A 40 x 20 grey image: white left half, black right half.
+        let img = DynamicImage::ImageLuma8(GrayImage::from_fn(40, 20, |x, _| {
+            Luma([if x < 20 { 255 } else { 0 }])
+        }));
+        let padded = encoder_input(&img, 8, Fit::Pad);
+        assert_eq!(padded.len(), 3 * 64);
+        // Scaled to 8 x 4 and centred: rows 0-1 and 6-7 are padding.
+        assert_eq!(padded[0], 0.0);
+        assert_eq!(padded[2 * 8], 255.0);
+        assert_eq!(padded[2 * 8 + 7], 0.0);
+        assert_eq!(padded[64 + 2 * 8], 255.0, "grey repeats into G");
+        let cropped = encoder_input(&img, 8, Fit::CenterCrop);
+        // Scaled to 16 x 8, the middle 8 columns: left half white.
+        assert_eq!(cropped[0], 255.0);
+        assert_eq!(cropped[7], 0.0);
+    }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let img = GrayImage::from_fn(width, height, |x, y| Luma([((x + y) % 256) as u8]));

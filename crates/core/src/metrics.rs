@@ -46,6 +46,33 @@ pub struct Prf {
     pub f1: f64,
 }
 
+/// Area under the ROC curve of scores against binary outcomes: the chance
+/// that a random positive scores above a random negative (ties count half).
+/// `None` when either class is missing.
+pub fn roc_auc(pairs: &[(f32, bool)]) -> Option<f64> {
+    let mut sorted: Vec<(f32, bool)> = pairs.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let positives = sorted.iter().filter(|p| p.1).count();
+    let negatives = sorted.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    // Sum of the positives' ranks, tied scores sharing their mean rank.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
+            j += 1;
+        }
+        let mean_rank = (i + 1 + j) as f64 / 2.0;
+        rank_sum += mean_rank * sorted[i..j].iter().filter(|p| p.1).count() as f64;
+        i = j;
+    }
+    let p = positives as f64;
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
+}
+
 /// Accumulates gold and predicted label sets over documents.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MultiLabelEval {
@@ -119,5 +146,20 @@ mod tests {
         assert!((m.recall - 1.0 / 3.0).abs() < 1e-9);
         // supported labels a (P 1, R .5, F1 2/3) and b (0): macro-F1 = 1/3
         assert!((e.macro_supported().f1 - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn auc_is_one_for_perfect_ranking_half_for_ties_and_none_without_a_class() {
+        assert_eq!(
+            roc_auc(&[(0.9, true), (0.1, false), (0.8, true)]),
+            Some(1.0)
+        );
+        assert_eq!(roc_auc(&[(0.5, true), (0.5, false)]), Some(0.5));
+        // One positive above one of two negatives.
+        assert_eq!(
+            roc_auc(&[(0.5, true), (0.3, false), (0.7, false)]),
+            Some(0.5)
+        );
+        assert_eq!(roc_auc(&[(0.5, true)]), None);
     }
 }

@@ -36,13 +36,32 @@ impl Split {
     }
 }
 
+/// Recipe of the NIH ChestX-ray split, by patient so that no patient's images
+/// are on both sides: bucket of SHA-256(`nih-split-v1:` + patient id) as
+/// above; buckets 0–6 train, 7 validation, 8–9 test (a larger test share,
+/// because the image set is small and ROC-AUC needs positives).
+pub const NIH_SPLIT_VERSION: &str = "nih-split-v1";
+
+/// Bucket 0..10 of `id` under a split recipe `version`.
+fn bucket(version: &str, id: &str) -> u64 {
+    let digest = Sha256::digest(format!("{version}:{id}").as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 10
+}
+
 /// The split a report id belongs to.
 pub fn split_of(report_id: &str) -> Split {
-    let digest = Sha256::digest(format!("{SPLIT_VERSION}:{report_id}").as_bytes());
-    let bucket = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 10;
-    match bucket {
+    match bucket(SPLIT_VERSION, report_id) {
         0..=7 => Split::Train,
         8 => Split::Validation,
+        _ => Split::Test,
+    }
+}
+
+/// The split of an NIH patient's images.
+pub fn nih_split_of(patient_id: &str) -> Split {
+    match bucket(NIH_SPLIT_VERSION, patient_id) {
+        0..=6 => Split::Train,
+        7 => Split::Validation,
         _ => Split::Test,
     }
 }

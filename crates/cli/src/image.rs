@@ -1,0 +1,185 @@
+//! `integrabner image`: image findings on NIH ChestX-ray14 with a frozen encoder.
+
+use crate::EXIT_OK;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use integrabner_core::calibration::best_threshold;
+use integrabner_core::metrics::roc_auc;
+use integrabner_core::nih::{read_labels, NihImage};
+use integrabner_core::split::Split;
+use integrabner_models::efficientnet::EfficientNetConfig;
+use integrabner_models::image_model::ImageModelConfig;
+use integrabner_train::image::{self, INPUT_SIZE};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Train the image-findings head on NIH ChestX-ray14 over frozen
+    /// EfficientNet-Lite0 features, then score it on the test split.
+    ///
+    /// Splits by patient (nih-split-v1: 0-6 train, 7 validation, 8-9 test).
+    /// Features are cached in OUT/features.safetensors; the model goes to
+    /// OUT/{config.json, head.safetensors}, the test report to OUT/evaluation.md.
+    Train {
+        /// Directory with labels.csv and the images it names.
+        #[arg(long, default_value = "../shared/data/nih-cxr")]
+        nih: PathBuf,
+        /// EfficientNet-Lite0 ImageNet weights (safetensors).
+        #[arg(
+            long,
+            default_value = "../shared/weights/efficientnet-lite0/efficientnet-lite0.safetensors"
+        )]
+        weights: PathBuf,
+        #[arg(long, default_value = "runs/image-efficientnet")]
+        out: PathBuf,
+    },
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} images ({eta} left)")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b.set_message(what.to_string());
+    b
+}
+
+/// Features of every split, from the cache when it describes these images.
+fn cached_features(
+    nih: &Path,
+    weights: &Path,
+    images: &[NihImage],
+    cache: &Path,
+) -> Result<HashMap<String, candle_core::Tensor>> {
+    let splits = [
+        ("train", Split::Train, false),
+        ("train_mirrored", Split::Train, true),
+        ("validation", Split::Validation, false),
+        ("test", Split::Test, false),
+    ];
+    if let Ok(t) = candle_core::safetensors::load(cache, &candle_core::Device::Cpu) {
+        let fits = splits.iter().all(|(name, split, _)| {
+            t.get(*name)
+                .and_then(|x| x.dim(0).ok())
+                .is_some_and(|n| n == image::of_split(images, *split).len())
+        });
+        if fits {
+            eprintln!("features from {}", cache.display());
+            return Ok(t);
+        }
+    }
+    let encoder = image::load_encoder(weights)?;
+    let mut out = HashMap::new();
+    for (name, split, mirrored) in splits {
+        let part = image::of_split(images, split);
+        let progress = bar(part.len(), &format!("features, {name}"));
+        let started = std::time::Instant::now();
+        out.insert(
+            name.to_string(),
+            image::features(&encoder, nih, &part, mirrored, &progress)?,
+        );
+        progress.finish_and_clear();
+        eprintln!(
+            "features, {name}: {} images in {:.0} s",
+            part.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    candle_core::safetensors::save(&out, cache)?;
+    Ok(out)
+}
+
+pub fn run(command: ImageCommand) -> Result<u8> {
+    match command {
+        ImageCommand::Train { nih, weights, out } => {
+            let labels = nih.join("labels.csv");
+            let text = std::fs::read_to_string(&labels)
+                .with_context(|| format!("cannot read {}", labels.display()))?;
+            let images = read_labels(&text).map_err(anyhow::Error::msg)?;
+            std::fs::create_dir_all(&out)?;
+            let started = std::time::Instant::now();
+            let features =
+                cached_features(&nih, &weights, &images, &out.join("features.safetensors"))?;
+            let feature_seconds = started.elapsed().as_secs_f64();
+            let outputs = image::outputs();
+            let y = |split| -> Vec<Vec<f32>> {
+                image::of_split(&images, split)
+                    .iter()
+                    .map(|i| image::targets(i, &outputs))
+                    .collect()
+            };
+            let train_y: Vec<Vec<f32>> = [y(Split::Train), y(Split::Train)].concat();
+            let train_x =
+                candle_core::Tensor::cat(&[&features["train"], &features["train_mirrored"]], 0)?;
+            let (val_y, test_y) = (y(Split::Validation), y(Split::Test));
+            let started = std::time::Instant::now();
+            let head = image::train_head(&train_x, &train_y, &features["validation"], &val_y)?;
+            let head_seconds = started.elapsed().as_secs_f64();
+
+            let val_p = head.probabilities(&features["validation"])?;
+            let test_p = head.probabilities(&features["test"])?;
+            let pairs = |p: &[Vec<f32>], t: &[Vec<f32>], k: usize| -> Vec<(f32, bool)> {
+                p.iter().zip(t).map(|(p, t)| (p[k], t[k] > 0.5)).collect()
+            };
+            let thresholds: Vec<f32> = (0..outputs.len())
+                .map(|k| best_threshold(&pairs(&val_p, &val_y, k)))
+                .collect();
+            let mut encoder = EfficientNetConfig::lite0();
+            encoder.classes = 0;
+            let config = ImageModelConfig {
+                encoder,
+                input_size: INPUT_SIZE,
+                outputs: outputs.clone(),
+                thresholds: thresholds.clone(),
+            };
+            std::fs::write(
+                out.join("config.json"),
+                serde_json::to_string_pretty(&config)?,
+            )?;
+            candle_core::safetensors::save(&head.tensors(), out.join("head.safetensors"))?;
+
+            let count = |s| image::of_split(&images, s).len();
+            let mut md = String::new();
+            let _ = writeln!(
+                md,
+                "EfficientNet-Lite0 (ImageNet, frozen) + linear head. Images: {} train (+ mirrored copies), {} validation, {} test (split by patient, nih-split-v1). Features {:.0} s (cached afterwards), head {:.1} s ({} steps, validation mean AUC {:.3}).\n",
+                count(Split::Train),
+                count(Split::Validation),
+                count(Split::Test),
+                feature_seconds,
+                head_seconds,
+                head.steps,
+                head.validation_auc
+            );
+            md.push_str("| output | test positives | test ROC-AUC | threshold (validation) | test F1 |\n|---|---|---|---|---|\n");
+            for (k, name) in outputs.iter().enumerate() {
+                let p = pairs(&test_p, &test_y, k);
+                let positives = p.iter().filter(|x| x.1).count();
+                let (mut tp, mut fp, mut fn_) = (0, 0, 0);
+                for &(s, y) in &p {
+                    match (s >= thresholds[k], y) {
+                        (true, true) => tp += 1,
+                        (true, false) => fp += 1,
+                        (false, true) => fn_ += 1,
+                        _ => {}
+                    }
+                }
+                let f1 = 2.0 * tp as f64 / (2 * tp + fp + fn_).max(1) as f64;
+                let auc = roc_auc(&p).map_or("–".to_string(), |a| format!("{a:.3}"));
+                let _ = writeln!(
+                    md,
+                    "| {name} | {positives} | {auc} | {:.2} | {f1:.3} |",
+                    thresholds[k]
+                );
+            }
+            std::fs::write(out.join("evaluation.md"), &md)?;
+            println!("{md}");
+            Ok(EXIT_OK)
+        }
+    }
+}

