@@ -341,12 +341,7 @@ fn run(cli: Cli) -> Result<u8> {
             );
             progress.finish_and_clear();
             let md = eval::markdown(&result, split.name(), &labeler.pipeline.vocab);
-            if let Some(path) = markdown {
-                std::fs::write(&path, &md)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            println!("{md}");
-            Ok(EXIT_OK)
+            crate::print_markdown(&md, markdown.as_deref())
         }
         Command::Predict {
             input,
@@ -376,6 +371,15 @@ fn read_split_file(path: &Path) -> Result<std::collections::HashMap<String, Spli
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         .into_iter()
         .collect())
+}
+
+/// Prints an evaluation's Markdown and, when asked, writes it to a file too.
+fn print_markdown(md: &str, file: Option<&Path>) -> Result<u8> {
+    if let Some(path) = file {
+        std::fs::write(path, md).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("{md}");
+    Ok(EXIT_OK)
 }
 
 fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {

@@ -180,12 +180,7 @@ pub fn run(command: ReportCommand) -> Result<u8> {
                 .collect();
             let train = splits.get(&Split::Train).map_or(&[][..], Vec::as_slice);
             let md = evaluation_markdown(&tagger, &rules, &reports, train, split.name())?;
-            if let Some(path) = markdown {
-                std::fs::write(&path, &md)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            println!("{md}");
-            Ok(EXIT_OK)
+            crate::print_markdown(&md, markdown.as_deref())
         }
         ReportCommand::Export {
             data,
