@@ -116,6 +116,13 @@ impl RuleLabeler {
         self.annotate_with(doc, vocab, &[]);
     }
 
+    /// Whether `tokens` are, as a whole, a vocabulary phrase (synonym or blocker).
+    pub fn is_phrase(&self, tokens: &[crate::text::Token]) -> bool {
+        self.dictionary
+            .longest_at(tokens, 0)
+            .is_some_and(|m| m.tokens.end == tokens.len())
+    }
+
     /// The concept a model's mention stands for, by three rules in order:
     /// the whole mention is a synonym (normalized: case, plural, hyphens);
     /// its head — the longest synonym that ends where the mention ends

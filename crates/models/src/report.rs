@@ -361,14 +361,26 @@ impl ReportTagger {
             .iter()
             .map(|&(_, tag, _)| self.config.entity_labels[tag].as_str())
             .collect();
-        let found: Vec<(Range<usize>, EntityLabel, f32)> = spans(&tags)
-            .into_iter()
-            .filter(|(s, e, _)| e > s)
-            .filter_map(|(start, end, ty)| {
-                let score = best[start..end].iter().map(|b| b.2).fold(1.0, f32::min);
-                entity_label(&ty).map(|label| (start..end, label, score))
-            })
-            .collect();
+        let mut found: Vec<(Range<usize>, EntityLabel, f32)> = Vec::new();
+        for (start, end, ty) in spans(&tags) {
+            let Some(label) = entity_label(&ty) else {
+                continue;
+            };
+            let score = best[start..end].iter().map(|b| b.2).fold(1.0, f32::min);
+            // Two touching spans of one type that together are a vocabulary
+            // phrase are one entity the tagger split ("lung" + "nodules").
+            if let Some(last) = found.last_mut() {
+                if last.1 == label
+                    && last.0.end == start
+                    && rules.labeler.is_phrase(&doc.tokens[last.0.start..end])
+                {
+                    last.0.end = end;
+                    last.2 = last.2.min(score);
+                    continue;
+                }
+            }
+            found.push((start..end, label, score));
+        }
 
         // Assertions: each entity pooled in its best window.
         if !found.is_empty() {
