@@ -4,7 +4,7 @@ use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use integrabner_core::calibration::best_threshold;
+use integrabner_core::calibration::{best_threshold, f1_at};
 use integrabner_core::metrics::roc_auc;
 use integrabner_core::nih::{read_labels, NihImage};
 use integrabner_core::split::Split;
@@ -160,16 +160,7 @@ pub fn run(command: ImageCommand) -> Result<u8> {
             for (k, name) in outputs.iter().enumerate() {
                 let p = pairs(&test_p, &test_y, k);
                 let positives = p.iter().filter(|x| x.1).count();
-                let (mut tp, mut fp, mut fn_) = (0, 0, 0);
-                for &(s, y) in &p {
-                    match (s >= thresholds[k], y) {
-                        (true, true) => tp += 1,
-                        (true, false) => fp += 1,
-                        (false, true) => fn_ += 1,
-                        _ => {}
-                    }
-                }
-                let f1 = 2.0 * tp as f64 / (2 * tp + fp + fn_).max(1) as f64;
+                let f1 = f1_at(&p, thresholds[k]);
                 let auc = roc_auc(&p).map_or("–".to_string(), |a| format!("{a:.3}"));
                 let _ = writeln!(
                     md,

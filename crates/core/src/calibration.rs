@@ -57,25 +57,27 @@ pub fn fit_temperature(pairs: &[(f32, bool)]) -> f64 {
         .expect("non-empty grid")
 }
 
+/// F1 of deciding "positive" when the probability is at least `threshold`.
+pub fn f1_at(pairs: &[(f32, bool)], threshold: f32) -> f64 {
+    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    for &(p, y) in pairs {
+        match (p >= threshold, y) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fn_ += 1,
+            _ => {}
+        }
+    }
+    2.0 * tp as f64 / (2 * tp + fp + fn_).max(1) as f64
+}
+
 /// The threshold in 0.05..=0.95 (steps of 0.05) with the best micro-F1 over
 /// `pairs`; ties go to the lower threshold.
 pub fn best_threshold(pairs: &[(f32, bool)]) -> f32 {
-    let f1 = |t: f32| {
-        let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
-        for &(p, y) in pairs {
-            match (p >= t, y) {
-                (true, true) => tp += 1,
-                (true, false) => fp += 1,
-                (false, true) => fn_ += 1,
-                _ => {}
-            }
-        }
-        2.0 * tp as f64 / (2 * tp + fp + fn_).max(1) as f64
-    };
     let mut best = (0.5, f64::MIN);
     for i in 1..=19 {
         let t = i as f32 / 20.0;
-        let score = f1(t);
+        let score = f1_at(pairs, t);
         if score > best.1 + 1e-12 {
             best = (t, score);
         }

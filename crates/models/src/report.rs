@@ -158,8 +158,7 @@ impl Encoded {
     }
 
     /// The window that holds all of `pieces` with the most context on both
-    /// sides, or else the one where its first piece has the most; with the
-    /// position of the window's first piece in the model input (after [CLS]).
+    /// sides, or else the one where its first piece has the most.
     pub fn best_window(&self, pieces: &Range<usize>) -> usize {
         let context = |w: &Range<usize>, p: &Range<usize>| {
             let before = p.start.saturating_sub(w.start);
@@ -183,6 +182,16 @@ impl Encoded {
                 .map_or(0, |(i, _)| i),
         }
     }
+}
+
+/// The report's words (a `Doc` without spans) and the rule labeler's evidence
+/// for the findings head, from one pass of the rules: the rule-labelled doc
+/// already holds the tokens, sentences and sections the model reads.
+pub fn words_and_evidence(rules: &RulePipeline, text: &str) -> Result<(Doc, Vec<f32>), InputError> {
+    let mut doc = rules.doc(text)?;
+    let evidence = rules.findings.evidence(&doc, &rules.vocab);
+    doc.spans.clear();
+    Ok((doc, evidence))
 }
 
 /// Ids and attention mask `[rows, len]` of token rows padded with `pad`.
@@ -311,13 +320,12 @@ impl ReportTagger {
         text: &str,
         use_rules: bool,
     ) -> Result<ReportAnalysis, ReportError> {
-        let rule_doc = rules.doc(text)?;
+        let (mut doc, rule_evidence) = words_and_evidence(rules, text)?;
         let evidence = if use_rules {
-            rules.findings.evidence(&rule_doc, &rules.vocab)
+            rule_evidence
         } else {
             vec![0.0; self.config.rule_features]
         };
-        let mut doc = Doc::new(text);
         let encoded = Encoded::new(
             &self.tokenizer,
             &doc,
@@ -473,7 +481,8 @@ impl ReportTagger {
     }
 }
 
-fn argmax(xs: &[f32]) -> (usize, f32) {
+/// Index and value of the largest element (the first on ties).
+pub fn argmax(xs: &[f32]) -> (usize, f32) {
     xs.iter().enumerate().fold(
         (0, f32::MIN),
         |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc },

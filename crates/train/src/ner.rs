@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use indicatif::ProgressBar;
 use integrabner_models::iob::{Sentence, SpanCounts};
+use integrabner_models::report::argmax;
 use integrabner_models::rng::SplitMix64;
 use integrabner_models::token_classifier::{TokenClassifier, TokenClassifierConfig};
 use integrabner_models::tokenizer::{windows, BertTokenizer};
@@ -207,14 +208,7 @@ impl NerModel {
                     let margin = t.min(n - 1 - t) + 1;
                     let slot = &mut best[w.sentence][word];
                     if margin > slot.0 {
-                        let (label, p) =
-                            rows[t]
-                                .iter()
-                                .enumerate()
-                                .fold(
-                                    (0, f32::MIN),
-                                    |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc },
-                                );
+                        let (label, p) = argmax(&rows[t]);
                         *slot = (margin, label, p);
                     }
                 }

@@ -20,7 +20,7 @@ use integrabner_core::metrics::MultiLabelEval;
 use integrabner_core::{Entity, RulePipeline};
 use integrabner_models::iob::SpanCounts;
 use integrabner_models::report::{
-    entity_tags, pad_rows, pool_matrix, Encoded, ReportTagger, ASSERTIONS,
+    entity_tags, pad_rows, pool_matrix, words_and_evidence, Encoded, ReportTagger, ASSERTIONS,
 };
 use integrabner_models::report_model::{ReportModel, ReportModelConfig};
 use integrabner_models::rng::SplitMix64;
@@ -97,7 +97,7 @@ fn make_item(
     config: &ReportModelConfig,
     report: &LabelledReport,
 ) -> Result<Item> {
-    let doc = Doc::new(&report.text);
+    let (doc, evidence) = words_and_evidence(rules, &report.text)?;
     let encoded = Encoded::new(tokenizer, &doc, config.max_len, config.stride)?;
     let window = encoded.windows[0].clone();
     let tags = word_tags(&doc, &report.silver, &config.entity_labels);
@@ -125,13 +125,12 @@ fn make_item(
         .iter()
         .map(|c| f32::from(u8::from(report.gold.contains(c))))
         .collect();
-    let rule_doc = rules.doc(&report.text)?;
     Ok(Item {
         ids: encoded.window_ids(tokenizer, 0),
         tags: tag_targets,
         entities,
         findings,
-        evidence: rules.findings.evidence(&rule_doc, &rules.vocab),
+        evidence,
     })
 }
 
