@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use integrabner_core::bundle::{
-    BundleManifest, FileRole, MANIFEST_FILE, RULE_FILES, TEXT_MODEL_FILES,
+    BundleManifest, FileRole, IMAGE_MODEL_FILES, MANIFEST_FILE, RULE_FILES, TEXT_MODEL_FILES,
 };
 use integrabner_train::export::manifest_for;
 use std::collections::BTreeMap;
@@ -23,21 +23,37 @@ struct BundleContents {
     metrics: BTreeMap<String, f64>,
 }
 
-/// The bundle's files: the rules, and the report model when `text/` has one.
-/// Its measured metrics are carried over, prefixed `text `.
+const IMAGE_PROVENANCE: &str = " Image model (image/): EfficientNet-Lite0 (ImageNet weights, \
+Apache-2.0), frozen, with a linear head trained by `integrabner image train` on NIH \
+ChestX-ray14; its own manifest is image/manifest.json.";
+
+/// A model directory of the bundle: its name, files and provenance.
+type ModelPart = (
+    &'static str,
+    &'static [(&'static str, FileRole)],
+    &'static str,
+);
+
+/// The bundle's files: the rules, then each model whose directory has a
+/// manifest. Each model's measured metrics are carried over, prefixed with
+/// the directory's name.
 fn bundle_contents(bundle_dir: &Path) -> Result<BundleContents> {
     let mut files = RULE_FILES.to_vec();
     let mut provenance = PROVENANCE.to_string();
     let mut metrics = BTreeMap::new();
-    let text_manifest = bundle_dir.join("text").join(MANIFEST_FILE);
-    if text_manifest.exists() {
-        files.extend(TEXT_MODEL_FILES);
-        provenance.push_str(TEXT_PROVENANCE);
-        let text = std::fs::read_to_string(&text_manifest)
-            .with_context(|| format!("cannot read {}", text_manifest.display()))?;
-        let manifest = BundleManifest::from_json(&text)?;
-        for (name, value) in manifest.metrics {
-            metrics.insert(format!("text {name}"), value);
+    let text: ModelPart = ("text", &TEXT_MODEL_FILES, TEXT_PROVENANCE);
+    let image: ModelPart = ("image", &IMAGE_MODEL_FILES, IMAGE_PROVENANCE);
+    for (dir, model_files, model_provenance) in [text, image] {
+        let model_manifest = bundle_dir.join(dir).join(MANIFEST_FILE);
+        if !model_manifest.exists() {
+            continue;
+        }
+        files.extend_from_slice(model_files);
+        provenance.push_str(model_provenance);
+        let text = std::fs::read_to_string(&model_manifest)
+            .with_context(|| format!("cannot read {}", model_manifest.display()))?;
+        for (name, value) in BundleManifest::from_json(&text)?.metrics {
+            metrics.insert(format!("{dir} {name}"), value);
         }
     }
     Ok(BundleContents {
@@ -75,10 +91,11 @@ pub fn run(bundle_dir: &Path, check: bool) -> Result<()> {
 /// and says how large the model is.
 pub fn write_model_manifest(
     out: &Path,
+    files: &[(&'static str, FileRole)],
     provenance: &str,
     metrics: BTreeMap<String, f64>,
 ) -> Result<()> {
-    let manifest = integrabner_train::export::write_manifest(out, provenance, metrics)?;
+    let manifest = integrabner_train::export::write_manifest(out, files, provenance, metrics)?;
     let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
     eprintln!(
         "wrote {} ({:.1} MB, version {})",

@@ -181,15 +181,23 @@ enum Command {
         #[command(flatten)]
         ner: NerModels,
     },
-    /// Label reports and write one JSON object per report.
+    /// Analyse cases (a report, images, or both) and write one JSON object per case.
     ///
-    /// INPUT may be an OpenI .tgz or directory, a .jsonl file of {"id","text"}
-    /// lines, a plain-text report, or "-" / nothing for a report on stdin.
+    /// INPUT may be an OpenI .tgz, XML directory or indiana_reports.csv, a .jsonl file of
+    /// {"id", "text"?, "image"?, "images"?} lines (image paths relative to the
+    /// file), a plain-text report, or "-" / nothing for a report on stdin;
+    /// with only --image, the images are analysed alone.
     ///
-    /// Uses the report model (entities and findings with source `text`; its
-    /// findings head also reads the rule labeler's evidence) from
-    /// --text-model, or from models/text when run in the repository; without
-    /// one, the rule labeler alone (source `dictionary`).
+    /// Reports go through the report model (entities and findings with
+    /// source `text`; its findings head also reads the rule labeler's
+    /// evidence) from --text-model, or from models/text when run in the
+    /// repository; without one, the rule labeler alone (source `dictionary`).
+    /// Images go through the image model (findings with source `image`, each
+    /// with a heat map) from --image-model or models/image; several views of
+    /// one case count a finding at its largest probability.
+    ///
+    /// Exit status: 0 all cases written, 3 some skipped (warnings on stderr),
+    /// 1 nothing could be done.
     Predict {
         input: Option<PathBuf>,
         #[arg(short, long)]
@@ -197,9 +205,24 @@ enum Command {
         /// Report model directory (a bundle such as models/text, or a training output).
         #[arg(long, conflicts_with = "rules_only")]
         text_model: Option<PathBuf>,
-        /// Use the rule labeler alone.
+        /// Use the rule labeler alone for reports.
         #[arg(long)]
         rules_only: bool,
+        /// Image model directory (a bundle such as models/image).
+        #[arg(long)]
+        image_model: Option<PathBuf>,
+        /// An image of the single case (repeat for frontal and lateral views).
+        #[arg(long = "image", value_name = "FILE")]
+        images: Vec<PathBuf>,
+        /// Directory of the OpenI images (NLMCXR_png names such as
+        /// CXR1_1_IM-0001-4001.png, or the CSV layout's 1_IM-0001-4001.dcm.png):
+        /// each report of an OpenI input is analysed with its images.
+        #[arg(long, value_name = "DIR")]
+        openi_images: Option<PathBuf>,
+        /// Add "scores": the probability of every concept the active models
+        /// score, and "abnormal" for a case with an image (for ROC curves).
+        #[arg(long)]
+        scores: bool,
     },
     /// Train or evaluate the BERT NER models (diseases, anatomy).
     #[command(subcommand)]
@@ -348,12 +371,20 @@ fn run(cli: Cli) -> Result<u8> {
             output,
             text_model,
             rules_only,
-        } => predict::run(
-            input.as_deref(),
-            output.as_deref(),
-            text_model.as_deref(),
+            image_model,
+            images,
+            openi_images,
+            scores,
+        } => predict::run(&predict::PredictOptions {
+            input: input.as_deref(),
+            output: output.as_deref(),
+            text_model: text_model.as_deref(),
+            image_model: image_model.as_deref(),
             rules_only,
-        ),
+            images: &images,
+            openi_images: openi_images.as_deref(),
+            scores,
+        }),
         Command::Ner(command) => ner::run(command),
         Command::Report(command) => report::run(command),
         Command::Image(command) => image::run(command),

@@ -123,7 +123,12 @@ pub fn run(command: NerCommand) -> Result<u8> {
                 eprintln!("{}: span F1 {:.4}", name.display(), counts.f1());
                 metrics.insert(format!("span-f1 {}", name.display()), counts.f1());
             }
-            crate::export::write_model_manifest(&out, &provenance, metrics)?;
+            crate::export::write_model_manifest(
+                &out,
+                &integrabner_core::bundle::TEXT_MODEL_FILES,
+                &provenance,
+                metrics,
+            )?;
             Ok(EXIT_OK)
         }
         NerCommand::Eval { model, data } => {

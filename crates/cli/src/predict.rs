@@ -1,120 +1,291 @@
-//! `integrabner predict`: OpenI archives, JSONL of {"id","text"}, a text file or stdin.
+//! `integrabner predict`: cases from OpenI (archive, XML directory or CSV
+//! layout; with their images when
+//! `--openi-images` names where they are), JSONL lines of
+//! `{"id", "text"?, "image"?, "images"?}`, a text file, stdin, or images alone.
 
 use crate::{open_output, source, EXIT_OK, EXIT_PARTIAL};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use integrabner_core::image_input::{decode, DynamicImage};
+use integrabner_core::openi::{ImageRef, Projection};
 use integrabner_core::RulePipeline;
-use integrabner_models::report::{analyse_report, ReportTagger};
+use integrabner_models::case::{analyse_case, Models};
+use integrabner_models::image_model::ImageTagger;
+use integrabner_models::report::ReportTagger;
 use integrabner_train::report::load_tagger;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+/// One JSONL input line. Relative image paths are read from the JSONL file's
+/// directory.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct InputLine {
     id: String,
-    text: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    image: Option<PathBuf>,
+    #[serde(default)]
+    images: Vec<PathBuf>,
 }
 
-/// Where `predict` looks for the report model when not told.
-const DEFAULT_TEXT_MODEL: &str = "models/text";
+/// What `integrabner predict` was asked to do.
+pub struct PredictOptions<'a> {
+    pub input: Option<&'a Path>,
+    pub output: Option<&'a Path>,
+    pub text_model: Option<&'a Path>,
+    pub image_model: Option<&'a Path>,
+    pub rules_only: bool,
+    /// Images of the single case read from a text file or stdin, or of an
+    /// image-only case when there is no input.
+    pub images: &'a [PathBuf],
+    /// Where the OpenI images of an OpenI input are (either naming layout).
+    pub openi_images: Option<&'a Path>,
+    pub scores: bool,
+}
 
-/// The report model to use: `--text-model`, else `models/text` when it is
-/// there, else none (rules only, said on stderr).
+/// Where `predict` looks for the models when not told.
+const DEFAULT_TEXT_MODEL: &str = "models/text";
+const DEFAULT_IMAGE_MODEL: &str = "models/image";
+
+/// The model directory to use: the one given, else the default when it has
+/// a config, else none (said on stderr).
+fn model_dir(given: Option<&Path>, default: &str, flag: &str) -> Option<PathBuf> {
+    match given {
+        Some(p) => Some(p.to_path_buf()),
+        None if Path::new(default).join("config.json").exists() => Some(default.into()),
+        None => {
+            eprintln!("note: no model in {default} (pass {flag} DIR)");
+            None
+        }
+    }
+}
+
 fn text_model(path: Option<&Path>, rules_only: bool) -> Result<Option<ReportTagger>> {
     if rules_only {
         return Ok(None);
     }
-    let dir = match path {
-        Some(p) => p.to_path_buf(),
-        None if Path::new(DEFAULT_TEXT_MODEL).join("config.json").exists() => {
-            DEFAULT_TEXT_MODEL.into()
-        }
-        None => {
-            eprintln!(
-                "note: no report model in {DEFAULT_TEXT_MODEL}; rules only (pass --text-model DIR)"
-            );
-            return Ok(None);
-        }
+    let Some(dir) = model_dir(path, DEFAULT_TEXT_MODEL, "--text-model") else {
+        return Ok(None);
     };
     let tagger = load_tagger(&dir)
         .with_context(|| format!("cannot load the report model in {}", dir.display()))?;
     Ok(Some(tagger))
 }
 
-pub fn run(
-    input: Option<&Path>,
-    output: Option<&Path>,
-    text_model_dir: Option<&Path>,
-    rules_only: bool,
-) -> Result<u8> {
-    let pipeline = RulePipeline::embedded();
-    let tagger = text_model(text_model_dir, rules_only)?;
-    if let Some(t) = &tagger {
-        t.check_rules(&pipeline)?;
-    }
-    let mut out = open_output(output)?;
-    let mut skipped = 0usize;
-    // Writes one prediction; returns how many reports were skipped (0 or 1).
-    let emit = |id: &str, text: &str, out: &mut dyn Write| -> Result<usize> {
-        let analysed = analyse_report(tagger.as_ref(), &pipeline, id, text);
-        match analysed {
-            Ok(a) => {
-                if let Some(note) = a.note {
-                    eprintln!("note: report {id}: {note}");
-                }
-                serde_json::to_writer(&mut *out, &a.prediction)?;
-                out.write_all(b"\n")?;
-                Ok(0)
-            }
-            Err(e) => {
-                eprintln!("warning: report {id}: {e}; skipped");
-                Ok(1)
-            }
-        }
+fn image_model(path: Option<&Path>) -> Result<Option<ImageTagger>> {
+    let Some(dir) = model_dir(path, DEFAULT_IMAGE_MODEL, "--image-model") else {
+        return Ok(None);
     };
-    let name = input.map(|p| p.to_string_lossy().into_owned());
-    match (input, name.as_deref()) {
-        (Some(path), Some(n))
-            if n != "-" && (path.is_dir() || n.ends_with(".tgz") || n.ends_with(".tar.gz")) =>
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .with_context(|| format!("cannot read {}/{name}", dir.display()))
+    };
+    let tagger = ImageTagger::from_bytes(&read("config.json")?, &read("model.gguf")?)
+        .with_context(|| format!("cannot load the image model in {}", dir.display()))?;
+    Ok(Some(tagger))
+}
+
+/// A case before analysis: its images are paths until `emit` reads them.
+struct Case {
+    id: String,
+    text: String,
+    images: Vec<PathBuf>,
+}
+
+fn read_views(paths: &[PathBuf]) -> Result<Vec<DynamicImage>> {
+    paths
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            decode(&bytes).with_context(|| format!("{}", p.display()))
+        })
+        .collect()
+}
+
+/// Image files of a directory by their OpenI key (`IM-0001-4001`), so that
+/// both naming layouts (`CXR1_1_IM-0001-4001.png`, `1_IM-0001-4001.dcm.png`)
+/// are found.
+fn openi_image_files(dir: &Path) -> Result<HashMap<String, PathBuf>> {
+    let mut files = HashMap::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let is_image = name.as_deref().is_some_and(|n| {
+            let n = n.to_ascii_lowercase();
+            n.ends_with(".png") || n.ends_with(".jpg") || n.ends_with(".jpeg")
+        });
+        if let Some(key) = name
+            .as_deref()
+            .filter(|_| is_image)
+            .and_then(ImageRef::image_key)
         {
-            let corpus = source::load_corpus(path, None)?;
-            skipped += corpus.skipped();
-            for r in &corpus.reports {
-                skipped += emit(&r.id, &r.text(), &mut out)?;
+            files.insert(key.to_string(), path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// A report's images that are present, frontal views first.
+fn openi_views(images: &[ImageRef], files: &HashMap<String, PathBuf>) -> Vec<PathBuf> {
+    let mut found: Vec<(bool, PathBuf)> = images
+        .iter()
+        .filter_map(|i| {
+            let path = files.get(ImageRef::image_key(&i.id)?)?;
+            Some((i.projection != Some(Projection::Frontal), path.clone()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The cases of the input.
+fn read_cases(options: &PredictOptions) -> Result<(Vec<Case>, usize)> {
+    let name = options.input.map(|p| p.to_string_lossy().into_owned());
+    let single = !options.images.is_empty() || options.openi_images.is_none();
+    match (options.input, name.as_deref()) {
+        (Some(path), Some(n))
+            if n != "-"
+                && (path.is_dir()
+                    || [".tgz", ".tar.gz", ".csv"].iter().any(|e| n.ends_with(e))) =>
+        {
+            if !options.images.is_empty() {
+                bail!("--image belongs to a single report; for OpenI give --openi-images DIR");
             }
+            let corpus = source::load_corpus(path, None)?;
+            let files = match options.openi_images {
+                Some(dir) => openi_image_files(dir)?,
+                None => HashMap::new(),
+            };
+            let cases = corpus
+                .reports
+                .iter()
+                .map(|r| Case {
+                    id: r.id.clone(),
+                    text: r.text(),
+                    images: openi_views(&r.images, &files),
+                })
+                .collect();
+            Ok((cases, corpus.skipped()))
         }
         (Some(path), Some(n)) if n.ends_with(".jsonl") => {
-            let file = std::fs::File::open(path).with_context(|| format!("cannot open {n}"))?;
-            for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-                let line =
-                    line.with_context(|| format!("{n}: line {} is not readable text", i + 1))?;
-                if line.trim().is_empty() {
-                    continue;
+            if !single {
+                bail!("--openi-images belongs to an OpenI input");
+            }
+            if !options.images.is_empty() {
+                bail!("--image belongs to a single report; in JSONL give each line \"image\" or \"images\"");
+            }
+            read_jsonl(path, n)
+        }
+        (input, n) => {
+            if !single {
+                bail!("--openi-images belongs to an OpenI input");
+            }
+            let text = match (input, n) {
+                (Some(path), Some(n)) if n != "-" => {
+                    let bytes = std::fs::read(path).with_context(|| format!("cannot read {n}"))?;
+                    String::from_utf8(bytes).with_context(|| format!("{n} is not UTF-8 text"))?
                 }
-                match serde_json::from_str::<InputLine>(&line) {
-                    Ok(l) => skipped += emit(&l.id, &l.text, &mut out)?,
-                    Err(e) => {
-                        eprintln!("warning: {n}: line {}: expected {{\"id\": str, \"text\": str}} ({e}); skipped", i + 1);
-                        skipped += 1;
-                    }
+                // Images alone: no report to wait for on stdin.
+                (None, _) if !options.images.is_empty() => String::new(),
+                _ => {
+                    let mut text = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut text)
+                        .context("standard input is not UTF-8 text")?;
+                    text
                 }
+            };
+            let id = input
+                .filter(|_| n != Some("-"))
+                .or(options.images.first().map(PathBuf::as_path))
+                .and_then(Path::file_stem)
+                .map_or("stdin".into(), |s| s.to_string_lossy().into_owned());
+            Ok((
+                vec![Case {
+                    id,
+                    text,
+                    images: options.images.to_vec(),
+                }],
+                0,
+            ))
+        }
+    }
+}
+
+fn read_jsonl(path: &Path, n: &str) -> Result<(Vec<Case>, usize)> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {n}"))?;
+    let (mut cases, mut skipped) = (Vec::new(), 0);
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{n}: line {} is not readable text", i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<InputLine>(&line) {
+            Ok(l) => cases.push(Case {
+                id: l.id,
+                text: l.text.unwrap_or_default(),
+                images: l
+                    .image
+                    .into_iter()
+                    .chain(l.images)
+                    .map(|p| base.join(p))
+                    .collect(),
+            }),
+            Err(e) => {
+                eprintln!(
+                    "warning: {n}: line {}: expected {{\"id\": str, \"text\"?: str, \"image\"?: path, \"images\"?: [path]}} ({e}); skipped",
+                    i + 1
+                );
+                skipped += 1;
             }
         }
-        (Some(path), Some(n)) if n != "-" => {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read {n}"))?;
-            let text =
-                String::from_utf8(bytes).with_context(|| format!("{n} is not UTF-8 text"))?;
-            let id = path
-                .file_stem()
-                .map_or("report".into(), |s| s.to_string_lossy().into_owned());
-            skipped += emit(&id, &text, &mut out)?;
-        }
-        _ => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("standard input is not UTF-8 text")?;
-            skipped += emit("stdin", &text, &mut out)?;
+    }
+    Ok((cases, skipped))
+}
+
+pub fn run(options: &PredictOptions) -> Result<u8> {
+    let pipeline = RulePipeline::embedded();
+    let report = text_model(options.text_model, options.rules_only)?;
+    if let Some(t) = &report {
+        t.check_rules(&pipeline)?;
+    }
+    let (cases, mut skipped) = read_cases(options)?;
+    let image = if cases.iter().any(|c| !c.images.is_empty()) {
+        image_model(options.image_model)?
+    } else {
+        None
+    };
+    if let Some(t) = &image {
+        t.check_rules(&pipeline)?;
+    }
+    let models = Models {
+        rules: &pipeline,
+        report: report.as_ref(),
+        image: image.as_ref(),
+    };
+    let mut out = open_output(options.output)?;
+    for case in &cases {
+        let analysed = read_views(&case.images)
+            .and_then(|views| Ok(analyse_case(models, &case.id, &case.text, &views)?));
+        match analysed {
+            Ok(mut a) => {
+                if let Some(note) = a.note {
+                    eprintln!("note: case {}: {note}", case.id);
+                }
+                if !options.scores {
+                    a.prediction.scores.clear();
+                }
+                serde_json::to_writer(&mut out, &a.prediction)?;
+                out.write_all(b"\n")?;
+            }
+            Err(e) => {
+                eprintln!("warning: case {}: {e:#}; skipped", case.id);
+                skipped += 1;
+            }
         }
     }
     out.flush()?;

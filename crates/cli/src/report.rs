@@ -236,7 +236,12 @@ pub fn run(command: ReportCommand) -> Result<u8> {
                     scores.findings.macro_supported().f1
                 );
             }
-            crate::export::write_model_manifest(&out, &provenance, metrics)?;
+            crate::export::write_model_manifest(
+                &out,
+                &integrabner_core::bundle::TEXT_MODEL_FILES,
+                &provenance,
+                metrics,
+            )?;
             Ok(EXIT_OK)
         }
     }

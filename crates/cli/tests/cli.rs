@@ -111,7 +111,7 @@ fn predict_jsonl_skips_bad_lines_with_exit_3() {
     assert_eq!(out.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 2"), "{stderr}");
-    assert!(stderr.contains("report b: the report is empty"), "{stderr}");
+    assert!(stderr.contains("case b: the report is empty"), "{stderr}");
     let lines = json_lines(&out.stdout);
     let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["a", "c"]);
@@ -456,4 +456,184 @@ fn predict_uses_the_report_model_when_given() {
         .unwrap()
         .iter()
         .all(|e| e["source"] == "dictionary"));
+}
+
+/// A real NIH radiograph (oedema, effusion, infiltration, thickening,
+/// pneumonia), from the test split.
+fn nih_image() -> PathBuf {
+    let p = workspace().join("../shared/data/nih-cxr/images/00000061_012.png");
+    assert!(p.exists(), "{} is missing", p.display());
+    p
+}
+
+fn models(dir: &str) -> PathBuf {
+    workspace().join("models").join(dir)
+}
+
+fn score(p: &serde_json::Value, key: &str) -> f64 {
+    p["scores"][key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no score {key} in {}", p["scores"]))
+}
+
+#[test]
+fn predict_routes_each_case_through_text_image_or_both() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(nih_image(), dir.path().join("frontal.png")).unwrap();
+    let png = std::fs::read(nih_image()).unwrap();
+    std::fs::write(dir.path().join("broken.png"), &png[..png.len() / 3]).unwrap();
+    let input = dir.path().join("cases.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"id":"both","text":"FINDINGS: Small right pleural effusion. No pneumothorax.","image":"frontal.png"}"#,
+            "\n",
+            r#"{"id":"image-only","images":["frontal.png"]}"#,
+            "\n",
+            r#"{"id":"broken","image":"broken.png"}"#,
+            "\n",
+            r#"{"id":"text-only","text":"Heart size is normal. Lungs are clear."}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("predict")
+        .arg(&input)
+        .arg("--scores")
+        .arg("--text-model")
+        .arg(models("text"))
+        .arg("--image-model")
+        .arg(models("image"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("case broken") && stderr.contains("broken.png"),
+        "{stderr}"
+    );
+    let lines = json_lines(&out.stdout);
+    let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["both", "image-only", "text-only"]);
+    let (both, image, text) = (&lines[0], &lines[1], &lines[2]);
+    let sources = |p: &serde_json::Value| -> Vec<String> {
+        p["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["source"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(sources(both).contains(&"text".to_string()), "{both}");
+    assert!(sources(both).contains(&"image".to_string()), "{both}");
+    assert!(!sources(image).is_empty(), "{image}");
+    assert!(sources(image).iter().all(|s| s == "image"), "{image}");
+    assert!(sources(text).iter().all(|s| s != "image"), "{text}");
+    // One image, one set of image scores, whichever way the case came in.
+    assert!((score(both, "abnormal") - score(image, "abnormal")).abs() < 1e-6);
+    assert!(
+        (score(both, "image:Pleural Effusion") - score(image, "Pleural Effusion")).abs() < 1e-6
+    );
+    assert!(
+        score(both, "Pleural Effusion") > 0.5,
+        "the report says effusion"
+    );
+    assert!(score(image, "abnormal") > 0.5, "an abnormal radiograph");
+    assert!(text["scores"].get("abnormal").is_none(), "{text}");
+    // Every image finding comes with a heat map on the image's grid.
+    let maps = image["heat_maps"].as_array().unwrap();
+    assert_eq!(maps.len(), sources(image).len());
+    for m in maps {
+        let values = m["values"].as_array().unwrap();
+        let (rows, cols) = (m["rows"].as_u64().unwrap(), m["cols"].as_u64().unwrap());
+        assert_eq!(values.len() as u64, rows * cols);
+        assert!(values
+            .iter()
+            .all(|v| (0.0..=1.0).contains(&v.as_f64().unwrap())));
+        assert!(values.iter().any(|v| v.as_f64().unwrap() > 0.999));
+    }
+}
+
+/// A small generated radiograph-like PNG: bright lungs on a dark frame.
+fn generated_png(path: &std::path::Path, width: u32, height: u32) {
+    let img = image::GrayImage::from_fn(width, height, |x, y| {
+        let inside = x > width / 8 && x < width * 7 / 8 && y > height / 10;
+        image::Luma([if inside {
+            60 + (x * 7 + y * 3) as u8 % 90
+        } else {
+            10
+        }])
+    });
+    img.save(path).unwrap();
+}
+
+#[test]
+fn predict_pairs_openi_images_in_both_naming_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (xml_dir, png_dir, csv_png_dir) = (
+        dir.path().join("ecgen-radiology"),
+        dir.path().join("NLMCXR_png"),
+        dir.path().join("images_normalized"),
+    );
+    for d in [&xml_dir, &png_dir, &csv_png_dir] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let findings = "The heart is normal in size. No pleural effusion.";
+    std::fs::write(
+        xml_dir.join("1.xml"),
+        format!(
+            r#"<eCitation><IUXRId id="1"/><MedlineCitation><Article><Abstract>
+<AbstractText Label="FINDINGS">{findings}</AbstractText></Abstract></Article></MedlineCitation>
+<MeSH><major>normal</major></MeSH>
+<parentImage id="CXR1_1_IM-0001-4001"/><parentImage id="CXR1_1_IM-0001-3001"/></eCitation>"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("indiana_reports.csv"),
+        format!("uid,MeSH,Problems,image,indication,comparison,findings,impression\n1,normal,normal,Xray Chest PA and Lateral,,,{findings},\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("indiana_projections.csv"),
+        "uid,filename,projection\n1,1_IM-0001-4001.dcm.png,Frontal\n1,1_IM-0001-3001.dcm.png,Lateral\n",
+    )
+    .unwrap();
+    // The same two views under each layout's names.
+    generated_png(&png_dir.join("CXR1_1_IM-0001-4001.png"), 96, 120);
+    generated_png(&png_dir.join("CXR1_1_IM-0001-3001.png"), 120, 96);
+    generated_png(&csv_png_dir.join("1_IM-0001-4001.dcm.png"), 96, 120);
+    generated_png(&csv_png_dir.join("1_IM-0001-3001.dcm.png"), 120, 96);
+    let run = |input: PathBuf, images: &PathBuf| {
+        let out = bin()
+            .arg("predict")
+            .arg(input)
+            .arg("--openi-images")
+            .arg(images)
+            .arg("--scores")
+            .arg("--text-model")
+            .arg(models("text"))
+            .arg("--image-model")
+            .arg(models("image"))
+            .output()
+            .unwrap();
+        assert_success(&out);
+        json_lines(&out.stdout).remove(0)
+    };
+    let xml = run(xml_dir.clone(), &png_dir);
+    let csv = run(dir.path().join("indiana_reports.csv"), &csv_png_dir);
+    for p in [&xml, &csv] {
+        assert_eq!(p["id"], "1");
+        assert!(p["scores"]["abnormal"].as_f64().is_some(), "{p}");
+        assert!(p["scores"]["Pleural Effusion"].as_f64().is_some(), "{p}");
+        assert!(p["entities"].as_array().unwrap().len() >= 2, "{p}");
+    }
+    assert_eq!(xml["scores"], csv["scores"], "same pixels, same scores");
+    assert_eq!(xml["findings"], csv["findings"]);
+    // Without the images the case is text only.
+    std::fs::remove_file(png_dir.join("CXR1_1_IM-0001-4001.png")).unwrap();
+    std::fs::remove_file(png_dir.join("CXR1_1_IM-0001-3001.png")).unwrap();
+    let text_only = run(xml_dir, &png_dir);
+    assert!(text_only["scores"].get("abnormal").is_none(), "{text_only}");
 }

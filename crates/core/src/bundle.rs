@@ -102,6 +102,21 @@ pub const TEXT_MODEL_FILES: [(&str, FileRole); 3] = [
     ("text/tokenizer.json", FileRole::Tokenizer),
 ];
 
+/// The image model's files, under `image/` when the bundle has one.
+pub const IMAGE_MODEL_FILES: [(&str, FileRole); 2] = [
+    ("image/config.json", FileRole::ModelConfig),
+    ("image/model.gguf", FileRole::Weights),
+];
+
+/// A model's files as named inside its own directory (`text/config.json` →
+/// `config.json`): the layout of `integrabner … export` outputs.
+pub fn within_model_dir(files: &[(&'static str, FileRole)]) -> Vec<(&'static str, FileRole)> {
+    files
+        .iter()
+        .map(|&(path, role)| (path.split_once('/').map_or(path, |(_, name)| name), role))
+        .collect()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()

@@ -2,7 +2,8 @@
 //! with limits checked from the header before any pixel memory is allocated.
 //! The same code runs in the CLI and in the browser worker.
 
-use image::{DynamicImage, ImageReader, Limits};
+pub use image::DynamicImage;
+use image::{ImageReader, Limits};
 use std::io::Cursor;
 
 /// Largest file accepted, in bytes.
@@ -76,28 +77,62 @@ pub enum Fit {
     Pad,
 }
 
+/// Where a `width` × `height` picture lands in a `size` × `size` input.
+struct Placement {
+    scaled_width: u32,
+    scaled_height: u32,
+    /// Input pixel (x, y) shows scaled pixel (x + offset_x, y + offset_y):
+    /// positive offsets crop, negative ones pad.
+    offset_x: i64,
+    offset_y: i64,
+}
+
+impl Placement {
+    fn new(width: u32, height: u32, size: u32, fit: Fit) -> Self {
+        let (w, h) = (width.max(1), height.max(1));
+        let scale = match fit {
+            Fit::CenterCrop => size as f32 / w.min(h) as f32,
+            Fit::Pad => size as f32 / w.max(h) as f32,
+        };
+        let scaled_width = ((w as f32 * scale).round() as u32).max(1);
+        let scaled_height = ((h as f32 * scale).round() as u32).max(1);
+        Self {
+            scaled_width,
+            scaled_height,
+            offset_x: (i64::from(scaled_width) - i64::from(size)) / 2,
+            offset_y: (i64::from(scaled_height) - i64::from(size)) / 2,
+        }
+    }
+}
+
+/// The part of a `size` input that shows the picture, as `[left, top,
+/// right, bottom]` fractions of `size` (clamped to the input: a crop fills it).
+pub fn input_region(width: u32, height: u32, size: u32, fit: Fit) -> [f32; 4] {
+    let p = Placement::new(width, height, size, fit);
+    let side = size as f32;
+    let clamp = |v: i64| (v as f32 / side).clamp(0.0, 1.0);
+    [
+        clamp(-p.offset_x),
+        clamp(-p.offset_y),
+        clamp(i64::from(p.scaled_width) - p.offset_x),
+        clamp(i64::from(p.scaled_height) - p.offset_y),
+    ]
+}
+
 /// The image as an encoder input: `[3, size, size]` RGB values in 0..=255,
 /// channel-major. Greyscale (8- or 16-bit) repeats its channel; the aspect
 /// ratio is kept (bilinear scaling). Each encoder normalizes these values
 /// its own way.
 pub fn encoder_input(img: &DynamicImage, size: u32, fit: Fit) -> Vec<f32> {
     let rgb = img.to_rgb8();
-    let (w, h) = (rgb.width().max(1), rgb.height().max(1));
-    let scale = match fit {
-        Fit::CenterCrop => size as f32 / w.min(h) as f32,
-        Fit::Pad => size as f32 / w.max(h) as f32,
-    };
-    let sw = ((w as f32 * scale).round() as u32).max(1);
-    let sh = ((h as f32 * scale).round() as u32).max(1);
+    let p = Placement::new(rgb.width(), rgb.height(), size, fit);
+    let (sw, sh) = (p.scaled_width, p.scaled_height);
     let scaled = image::imageops::resize(&rgb, sw, sh, image::imageops::FilterType::Triangle);
     let plane = (size * size) as usize;
     let mut out = vec![0f32; 3 * plane];
-    // Offset of the output square inside the scaled image (crop), or of the
-    // scaled image inside the square (pad).
-    let (ox, oy) = (sw as i64 - size as i64, sh as i64 - size as i64);
     for y in 0..size {
         for x in 0..size {
-            let (sx, sy) = (x as i64 + ox / 2, y as i64 + oy / 2);
+            let (sx, sy) = (x as i64 + p.offset_x, y as i64 + p.offset_y);
             if sx < 0 || sy < 0 || sx >= sw as i64 || sy >= sh as i64 {
                 continue;
             }
@@ -129,6 +164,11 @@ mod tests {
         assert_eq!(padded[2 * 8], 255.0);
         assert_eq!(padded[2 * 8 + 7], 0.0);
         assert_eq!(padded[64 + 2 * 8], 255.0, "grey repeats into G");
+        assert_eq!(input_region(40, 20, 8, Fit::Pad), [0.0, 0.25, 1.0, 0.75]);
+        assert_eq!(
+            input_region(40, 20, 8, Fit::CenterCrop),
+            [0.0, 0.0, 1.0, 1.0]
+        );
         let cropped = encoder_input(&img, 8, Fit::CenterCrop);
         // Scaled to 16 x 8, the middle 8 columns: left half white.
         assert_eq!(cropped[0], 255.0);

@@ -23,4 +23,6 @@ pub mod text;
 pub mod vocab;
 
 pub use pipeline::RulePipeline;
-pub use schema::{Assertion, ConceptType, Entity, EntityLabel, Finding, FindingSource, Prediction};
+pub use schema::{
+    Assertion, ConceptType, Entity, EntityLabel, Finding, FindingSource, HeatMap, Prediction,
+};

@@ -83,6 +83,7 @@ impl RulePipeline {
             id: id.to_string(),
             findings: self.findings.findings(doc, &self.vocab),
             entities: doc.entities(&self.vocab),
+            ..Default::default()
         }
     }
 

@@ -89,10 +89,36 @@ pub struct Entity {
     pub source: String,
 }
 
-/// One output object per report: the line format of `integrabner predict`.
+/// Where in an image a finding was seen: a class activation map on a coarse
+/// grid over the encoder's square input, values scaled to 0..=1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeatMap {
+    pub concept: String,
+    /// Index of the image in the case's `images` (0 for a single image).
+    pub image: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// `rows × cols` values, row-major.
+    pub values: Vec<f32>,
+    /// The image inside the grid as `[left, top, right, bottom]` fractions of
+    /// the grid's side: the rest is padding that kept the aspect ratio.
+    pub region: [f32; 4],
+}
+
+/// One output object per case: the line format of `integrabner predict`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Prediction {
     pub id: String,
     pub findings: Vec<Finding>,
     pub entities: Vec<Entity>,
+    /// Probability of every concept the active models score (and `abnormal`
+    /// for a case with an image), when asked for (`predict --scores`): what
+    /// ROC curves need. Concepts are scored by the report model when the
+    /// case has a report, else by the image model; a case with both keeps
+    /// the image model's scores apart as `image:NAME`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scores: std::collections::BTreeMap<String, f32>,
+    /// A heat map for each image finding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heat_maps: Vec<HeatMap>,
 }

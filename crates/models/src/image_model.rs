@@ -5,9 +5,15 @@
 //! weights applied at every position of the last feature map.
 
 use crate::efficientnet::{normalize, EfficientNet, EfficientNetConfig};
-use candle_core::{Module, Result, Tensor};
+use crate::quantized;
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
+use integrabner_core::bundle::{BundleFile, FileRole};
+use integrabner_core::image_input::{encoder_input, input_region, DynamicImage, Fit};
+use integrabner_core::nih::ABNORMAL;
+use integrabner_core::{Finding, FindingSource, HeatMap, RulePipeline};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageModelConfig {
@@ -18,7 +24,13 @@ pub struct ImageModelConfig {
     pub outputs: Vec<String>,
     /// Decision threshold of each output, chosen on the validation split.
     pub thresholds: Vec<f32>,
+    /// The vocabulary the output headings come from.
+    pub vocabulary_version: String,
 }
+
+/// How every image is fitted into the encoder's square: padding keeps the
+/// whole radiograph (costophrenic angles sit at the edges).
+pub const FIT: Fit = Fit::Pad;
 
 pub struct ImageModel {
     pub encoder: EfficientNet,
@@ -71,5 +83,179 @@ impl ImageModel {
         let max = map.max_all()?.to_scalar::<f32>()?;
         let scaled = ((map - f64::from(min))? / f64::from((max - min).max(1e-6)))?;
         scaled.to_vec2()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image model: {0}")]
+    Model(#[from] candle_core::Error),
+    #[error("image model config: {0}")]
+    Config(#[from] serde_json::Error),
+    #[error("the image model was trained for vocabulary {model}, the rules are version {rules}")]
+    VocabularyMismatch { model: String, rules: String },
+    #[error("the image model's output {0:?} is not a vocabulary concept")]
+    UnknownOutput(String),
+}
+
+/// The image model ready to analyse cases: the one entry point of the CLI
+/// and the browser worker for images.
+pub struct ImageTagger {
+    pub config: ImageModelConfig,
+    model: ImageModel,
+}
+
+/// What the model saw in a case's images (one or more views).
+pub struct ImageAnalysis {
+    /// Per output, the largest probability over the views.
+    pub probabilities: Vec<f32>,
+    /// Per output, the view that gave it.
+    view_of: Vec<usize>,
+    feature_maps: Vec<Tensor>,
+    regions: Vec<[f32; 4]>,
+}
+
+/// What a case's images contribute to its prediction.
+pub struct ImageFindings {
+    pub findings: Vec<Finding>,
+    pub heat_maps: Vec<HeatMap>,
+    /// Every output's probability, `abnormal` included.
+    pub scores: Vec<(String, f32)>,
+}
+
+impl ImageTagger {
+    /// Loads `config.json` and `model.gguf` (encoder and head).
+    pub fn from_bytes(
+        config_json: &[u8],
+        weights_gguf: &[u8],
+    ) -> std::result::Result<Self, ImageError> {
+        let (tensors, _) = quantized::from_gguf(weights_gguf, &Device::Cpu)?;
+        Self::from_tensors(serde_json::from_slice(config_json)?, tensors)
+    }
+
+    pub fn from_tensors(
+        config: ImageModelConfig,
+        tensors: HashMap<String, Tensor>,
+    ) -> std::result::Result<Self, ImageError> {
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let model = ImageModel::load(vb, &config)?;
+        Ok(Self { config, model })
+    }
+
+    /// The image model of a verified bundle (files under `image/`), if it has one.
+    pub fn from_bundle(
+        files: &[(&BundleFile, &[u8])],
+    ) -> std::result::Result<Option<Self>, ImageError> {
+        let find = |role: FileRole| {
+            files
+                .iter()
+                .find(|(f, _)| f.role == role && f.path.starts_with("image/"))
+                .map(|(_, bytes)| *bytes)
+        };
+        match (find(FileRole::ModelConfig), find(FileRole::Weights)) {
+            (Some(config), Some(weights)) => Ok(Some(Self::from_bytes(config, weights)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Refuses rules of another vocabulary, or outputs the vocabulary lacks.
+    pub fn check_rules(&self, rules: &RulePipeline) -> std::result::Result<(), ImageError> {
+        if rules.vocab.version != self.config.vocabulary_version {
+            return Err(ImageError::VocabularyMismatch {
+                model: self.config.vocabulary_version.clone(),
+                rules: rules.vocab.version.clone(),
+            });
+        }
+        match self
+            .config
+            .outputs
+            .iter()
+            .find(|o| *o != ABNORMAL && rules.vocab.find(o).is_none())
+        {
+            Some(o) => Err(ImageError::UnknownOutput(o.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs the model over every view of a case.
+    pub fn analyse(
+        &self,
+        views: &[DynamicImage],
+    ) -> std::result::Result<ImageAnalysis, ImageError> {
+        let size = self.config.input_size;
+        let n = self.config.outputs.len();
+        let mut analysis = ImageAnalysis {
+            probabilities: vec![0.0; n],
+            view_of: vec![0; n],
+            feature_maps: Vec::new(),
+            regions: Vec::new(),
+        };
+        for (v, img) in views.iter().enumerate() {
+            let pixels = encoder_input(img, size as u32, FIT);
+            let out =
+                self.model
+                    .forward(&Tensor::from_vec(pixels, (3, size, size), &Device::Cpu)?)?;
+            for (k, &p) in out.probabilities.iter().enumerate() {
+                if v == 0 || p > analysis.probabilities[k] {
+                    analysis.probabilities[k] = p;
+                    analysis.view_of[k] = v;
+                }
+            }
+            analysis.feature_maps.push(out.feature_map);
+            analysis
+                .regions
+                .push(input_region(img.width(), img.height(), size as u32, FIT));
+        }
+        Ok(analysis)
+    }
+
+    /// The findings whose probability reaches their threshold, each with its
+    /// heat map, and the score of every output.
+    pub fn findings(
+        &self,
+        rules: &RulePipeline,
+        analysis: &ImageAnalysis,
+    ) -> std::result::Result<ImageFindings, ImageError> {
+        let mut findings = Vec::new();
+        let mut heat_maps = Vec::new();
+        let scores = self
+            .config
+            .outputs
+            .iter()
+            .cloned()
+            .zip(analysis.probabilities.iter().copied())
+            .collect();
+        for (k, name) in self.config.outputs.iter().enumerate() {
+            let p = analysis.probabilities[k];
+            if name == ABNORMAL || p < self.config.thresholds[k] {
+                continue;
+            }
+            let id = rules
+                .vocab
+                .find(name)
+                .ok_or_else(|| ImageError::UnknownOutput(name.clone()))?;
+            let concept = rules.vocab.concept(id);
+            findings.push(Finding {
+                concept: concept.heading.clone(),
+                concept_type: concept.concept_type,
+                probability: p,
+                source: FindingSource::Image,
+            });
+            let view = analysis.view_of[k];
+            let grid = self.model.heat_map(&analysis.feature_maps[view], k)?;
+            heat_maps.push(HeatMap {
+                concept: concept.heading.clone(),
+                image: view,
+                rows: grid.len(),
+                cols: grid.first().map_or(0, Vec::len),
+                values: grid.concat(),
+                region: analysis.regions[view],
+            });
+        }
+        Ok(ImageFindings {
+            findings,
+            heat_maps,
+            scores,
+        })
     }
 }

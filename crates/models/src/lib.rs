@@ -7,6 +7,7 @@
 //! from disk and training live in `integrabner-train`.
 
 pub mod bert;
+pub mod case;
 pub mod config;
 pub mod efficientnet;
 pub mod image_model;

@@ -1,40 +1,65 @@
 //! Compact weight files: GGUF with 8-bit blocks (Q8_0, 32 weights + one f16
-//! scale per block) for every matrix whose rows split into blocks, f32 for
-//! the rest (biases, LayerNorms). Works on bytes, so the same code reads a
-//! bundle natively and in the browser; tensors are dequantized at load,
-//! because f32 matmuls are faster than 8-bit ones in wasm.
+//! scale per block) for every weight whose rows split into blocks, f16 for
+//! convolution kernels whose rows do not (depthwise 3×3 and 5×5), f32 for the
+//! rest (biases, norms, small heads). Convolution kernels are stored as
+//! `[out, in·k·k]` matrices with their shape in the metadata (`shape.NAME`).
+//! Works on bytes, so the same code reads a bundle natively and in the
+//! browser; tensors are dequantized at load, because f32 matmuls are faster
+//! than 8-bit ones in wasm.
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor};
 use std::collections::HashMap;
 use std::io::Cursor;
 
-fn quantize(tensor: &Tensor) -> Result<QTensor> {
+/// Metadata key that keeps the shape of a tensor stored flattened.
+fn shape_key(name: &str) -> String {
+    format!("shape.{name}")
+}
+
+/// The stored form of a tensor, and its original shape when that differs.
+fn quantize(tensor: &Tensor) -> Result<(QTensor, Option<String>)> {
     let dims = tensor.dims();
-    let blockable = dims.len() >= 2 && dims[dims.len() - 1] % GgmlDType::Q8_0.block_size() == 0;
-    QTensor::quantize(
-        tensor,
-        if blockable {
-            GgmlDType::Q8_0
-        } else {
-            GgmlDType::F32
-        },
-    )
+    if dims.len() < 2 {
+        return Ok((QTensor::quantize(tensor, GgmlDType::F32)?, None));
+    }
+    let rows = dims[0];
+    let row_len = tensor.elem_count() / rows.max(1);
+    let shape = (dims.len() > 2).then(|| {
+        dims.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let matrix = tensor.reshape((rows, row_len))?;
+    let dtype = if row_len % GgmlDType::Q8_0.block_size() == 0 {
+        GgmlDType::Q8_0
+    } else if dims.len() > 2 {
+        GgmlDType::F16
+    } else {
+        GgmlDType::F32
+    };
+    Ok((QTensor::quantize(&matrix, dtype)?, shape))
 }
 
 /// Serializes `tensors` (sorted by name, for reproducible bytes) with string metadata.
 pub fn to_gguf(tensors: &HashMap<String, Tensor>, metadata: &[(&str, String)]) -> Result<Vec<u8>> {
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
-    let quantized: Vec<(&str, QTensor)> = names
-        .into_iter()
-        .map(|n| Ok((n.as_str(), quantize(&tensors[n])?)))
-        .collect::<Result<_>>()?;
-    let values: Vec<(&str, gguf_file::Value)> = metadata
+    let mut values: Vec<(String, gguf_file::Value)> = metadata
         .iter()
-        .map(|(k, v)| (*k, gguf_file::Value::String(v.clone())))
+        .map(|(k, v)| (k.to_string(), gguf_file::Value::String(v.clone())))
         .collect();
-    let value_refs: Vec<(&str, &gguf_file::Value)> = values.iter().map(|(k, v)| (*k, v)).collect();
+    let mut quantized: Vec<(&str, QTensor)> = Vec::new();
+    for name in names {
+        let (q, shape) = quantize(&tensors[name])?;
+        if let Some(shape) = shape {
+            values.push((shape_key(name), gguf_file::Value::String(shape)));
+        }
+        quantized.push((name.as_str(), q));
+    }
+    let value_refs: Vec<(&str, &gguf_file::Value)> =
+        values.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = quantized.iter().map(|(n, q)| (*n, q)).collect();
     let mut out = Cursor::new(Vec::new());
     gguf_file::write(&mut out, &value_refs, &tensor_refs)?;
@@ -50,8 +75,22 @@ pub fn from_gguf(
     let content = gguf_file::Content::read(&mut reader)?;
     let mut tensors = HashMap::new();
     for name in content.tensor_infos.keys() {
-        let q = content.tensor(&mut reader, name, device)?;
-        tensors.insert(name.clone(), q.dequantize(device)?);
+        let mut t = content
+            .tensor(&mut reader, name, device)?
+            .dequantize(device)?;
+        if let Some(shape) = content
+            .metadata
+            .get(&shape_key(name))
+            .and_then(|v| v.to_string().ok())
+        {
+            let dims = shape
+                .split(',')
+                .map(|d| d.parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| candle_core::Error::Msg(format!("{name}: bad shape {shape}")))?;
+            t = t.reshape(dims)?;
+        }
+        tensors.insert(name.clone(), t);
     }
     let metadata = content
         .metadata
@@ -94,5 +133,33 @@ mod tests {
             .unwrap();
         assert!(err.to_scalar::<f32>().unwrap() < 0.05);
         assert_eq!(back["w"].dtype(), DType::F32);
+    }
+
+    #[test]
+    fn convolution_kernels_keep_their_shape() {
+        let device = Device::Cpu;
+        let pointwise = Tensor::randn(0f32, 1.0, (16, 64, 1, 1), &device).unwrap();
+        let depthwise = Tensor::randn(0f32, 1.0, (16, 1, 3, 3), &device).unwrap();
+        let tensors = HashMap::from([
+            ("pointwise".to_string(), pointwise.clone()),
+            ("depthwise".to_string(), depthwise.clone()),
+        ]);
+        let (back, meta) = from_gguf(&to_gguf(&tensors, &[]).unwrap(), &device).unwrap();
+        assert_eq!(meta["shape.depthwise"], "16,1,3,3");
+        for (name, original, tolerance) in [
+            ("pointwise", &pointwise, 0.05f32),
+            ("depthwise", &depthwise, 0.01),
+        ] {
+            assert_eq!(back[name].dims(), original.dims(), "{name}");
+            let err = (&back[name] - original)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(err < tolerance, "{name}: {err}");
+        }
     }
 }

@@ -467,6 +467,14 @@ impl ReportTagger {
             id: id.to_string(),
             findings,
             entities: analysis.doc.entities(&rules.vocab),
+            scores: self
+                .config
+                .concepts
+                .iter()
+                .cloned()
+                .zip(analysis.probabilities.iter().copied())
+                .collect(),
+            heat_maps: Vec::new(),
         }
     }
 

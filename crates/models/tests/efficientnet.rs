@@ -83,6 +83,7 @@ fn image_model_gives_probabilities_and_a_heat_map_per_output() {
         input_size: 224,
         outputs: vec!["abnormal".into(), "Cardiomegaly".into()],
         thresholds: vec![0.5, 0.5],
+        vocabulary_version: "test".into(),
     };
     let model = ImageModel::load(
         VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),

@@ -5,15 +5,9 @@
 use crate::checkpoint;
 use anyhow::{Context, Result};
 use candle_core::Device;
-use integrabner_core::bundle::{BundleManifest, FileRole, MANIFEST_FILE};
+use integrabner_core::bundle::{within_model_dir, BundleManifest, FileRole, MANIFEST_FILE};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-const MODEL_FILES: [(&str, FileRole); 3] = [
-    ("config.json", FileRole::ModelConfig),
-    ("model.gguf", FileRole::Weights),
-    ("tokenizer.json", FileRole::Tokenizer),
-];
 
 /// Writes the model files of `model_dir` (a training output) into `out`,
 /// with the weights quantized.
@@ -53,13 +47,15 @@ pub fn manifest_for(
     Ok(BundleManifest::build(&described, provenance, metrics)?)
 }
 
-/// Describes the model files in `out` in `out/manifest.json`.
+/// Describes the model `files` in `out` (named as in the bundle, e.g.
+/// `text/config.json`) in `out/manifest.json`.
 pub fn write_manifest(
     out: &Path,
+    files: &[(&'static str, FileRole)],
     provenance: &str,
     metrics: BTreeMap<String, f64>,
 ) -> Result<BundleManifest> {
-    let manifest = manifest_for(out, &MODEL_FILES, provenance, metrics)?;
+    let manifest = manifest_for(out, &within_model_dir(files), provenance, metrics)?;
     std::fs::write(out.join(MANIFEST_FILE), manifest.to_json_pretty())?;
     Ok(manifest)
 }

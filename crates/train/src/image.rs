@@ -217,6 +217,19 @@ pub fn load_encoder(weights: &Path) -> Result<EfficientNet> {
     Ok(EfficientNet::load(vb, &config)?)
 }
 
+/// Encoder (without its ImageNet classifier) and trained head as one set of
+/// tensors: the names `ImageModel::load` reads.
+pub fn model_tensors(weights: &Path, head: &Path) -> Result<HashMap<String, Tensor>> {
+    let mut tensors = candle_core::safetensors::load(weights, &Device::Cpu)
+        .with_context(|| format!("cannot read {}", weights.display()))?;
+    tensors.retain(|name, _| !name.starts_with("_fc."));
+    tensors.extend(
+        candle_core::safetensors::load(head, &Device::Cpu)
+            .with_context(|| format!("cannot read {}", head.display()))?,
+    );
+    Ok(tensors)
+}
+
 /// Images of one split.
 pub fn of_split(images: &[NihImage], split: Split) -> Vec<&NihImage> {
     images.iter().filter(|i| i.split == split).collect()
