@@ -15,11 +15,14 @@ pub const BUNDLE_DIR: &str = "models";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ToWorker {
-    /// Label one report.
+    /// Analyse one case: the report `text` (may be empty when there is an
+    /// image) and the image checked by request `image`, if any.
     Analyze {
         request: u32,
         id: String,
         text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<u32>,
     },
     /// Decode and check an image; its bytes are the message's second element.
     CheckImage { request: u32, name: String },
@@ -29,6 +32,8 @@ pub enum ToWorker {
     Benchmark {
         request: u32,
         text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<u32>,
         runs: u32,
     },
 }
@@ -126,6 +131,7 @@ mod tests {
             request: 3,
             id: "r".into(),
             text: "No effusion.".into(),
+            image: Some(2),
         };
         let json = m.to_json();
         assert!(json.contains(r#""kind":"analyze""#), "{json}");

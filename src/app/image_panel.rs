@@ -120,18 +120,80 @@ pub fn ImageViewer(state: AppState) -> impl IntoView {
                                 {slider("contrast", "Contrast", contrast, 300)}
                             </div>
                             <div class="image-frame">
-                                <img
-                                    src=img.url.clone()
-                                    alt=format!("Chest X-ray {}", img.name)
-                                    style:width=move || format!("{}%", zoom.get())
-                                    style:filter=move || {
-                                        format!("brightness({}%) contrast({}%)", brightness.get(), contrast.get())
-                                    }
-                                />
+                                <div class="image-stack" style:width=move || format!("{}%", zoom.get())>
+                                    <img
+                                        src=img.url.clone()
+                                        alt=format!("Chest X-ray {}", img.name)
+                                        style:filter=move || {
+                                            format!("brightness({}%) contrast({}%)", brightness.get(), contrast.get())
+                                        }
+                                    />
+                                    {move || heat_map_overlay(state)}
+                                </div>
                             </div>
+                            <p class="heat-map-caption" hidden=move || state.heat_map.get().is_none()>
+                                {move || {
+                                    state
+                                        .heat_map
+                                        .get()
+                                        .map(|c| format!("Heat map: where the image model saw {c} (class activation map; red is strongest). Select another finding's \u{201c}heat map\u{201d} to compare."))
+                                }}
+                            </p>
                         </figure>
                     }
                 })
         }}
     }
+}
+
+/// The selected finding's heat map as an SVG over the image: one cell per
+/// position of the encoder's last feature map, blurred, red where the
+/// finding's evidence is strongest. The grid covers the encoder's square
+/// input; `region` says where the picture lies in it, so the SVG is sized
+/// and shifted to make the picture's part line up with the image.
+fn heat_map_overlay(state: AppState) -> Option<impl IntoView> {
+    let concept = state.heat_map.get()?;
+    let analysis = state.result.get()?;
+    let map = analysis
+        .prediction
+        .heat_maps
+        .into_iter()
+        .find(|h| h.concept == concept)?;
+    let [left, top, right, bottom] = map.region;
+    let (w, h) = ((right - left).max(1e-3), (bottom - top).max(1e-3));
+    let cells = map
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (row, col) = (i / map.cols.max(1), i % map.cols.max(1));
+            view! {
+                <rect
+                    x=col.to_string()
+                    y=row.to_string()
+                    width="1"
+                    height="1"
+                    fill=format!("hsl({:.0}, 100%, 50%)", 60.0 * (1.0 - v))
+                    fill-opacity=format!("{:.2}", 0.7 * v)
+                />
+            }
+        })
+        .collect_view();
+    Some(view! {
+        <svg
+            id="heat-map"
+            class="heat-map"
+            data-concept=concept
+            role="img"
+            aria-label="Heat map of the selected image finding"
+            viewBox=format!("0 0 {} {}", map.cols, map.rows)
+            preserveAspectRatio="none"
+            style:left=format!("{:.2}%", -100.0 * left / w)
+            style:top=format!("{:.2}%", -100.0 * top / h)
+            style:width=format!("{:.2}%", 100.0 / w)
+            style:height=format!("{:.2}%", 100.0 / h)
+        >
+            {cells}
+        </svg>
+    })
 }

@@ -35,11 +35,17 @@ fn App() -> impl IntoView {
     let analyze = move || {
         let text = report.get_untracked();
         state.notice.set(None);
-        if text.trim().is_empty() {
+        let image_model = state.bundle.get_untracked().is_some_and(|b| b.image_model);
+        let image = state
+            .image
+            .get_untracked()
+            .filter(|_| image_model)
+            .map(|i| i.request);
+        if text.trim().is_empty() && image.is_none() {
             let msg = if state.image.get_untracked().is_some() {
-                "Type or paste a report: this bundle has no image model yet, so an image alone gives no findings."
+                "Type or paste a report: this bundle has no image model, so an image alone gives no findings."
             } else {
-                "Type or paste a report first (or pick one of the samples)."
+                "Type or paste a report or choose a chest X-ray first (or pick one of the samples)."
             };
             state.notice.set(Some(msg.into()));
             return;
@@ -60,7 +66,7 @@ fn App() -> impl IntoView {
                 return;
             }
         }
-        match client.with_value(|c| c.analyze("report", text.clone())) {
+        match client.with_value(|c| c.analyze("report", text.clone(), image)) {
             Some(request) => {
                 state.phase.set(Phase::Busy);
                 state.status_text.set("Analysing…".into());
@@ -139,13 +145,18 @@ fn App() -> impl IntoView {
                     .get()
                     .map(|b| {
                         format!(
-                            "Bundle {} · vocabulary {} · {}",
+                            "Bundle {} · vocabulary {} · {}{}",
                             b.version,
                             b.vocabulary_version,
                             if b.text_model {
                                 "report model (BERT: entities, assertions, coded findings) reading the rule labeler's evidence"
                             } else {
                                 "rule labeler (dictionary + ConText assertion)"
+                            },
+                            if b.image_model {
+                                " · image model (EfficientNet-Lite0, NIH findings, heat maps)"
+                            } else {
+                                ""
                             },
                         )
                     })

@@ -5,7 +5,7 @@ use super::state::{Analysis, AppState};
 use crate::export::{prediction_csv, prediction_json};
 use crate::highlight::{segments, Segment};
 use crate::table::{rows, Sort, SortKey};
-use integrabner_core::{Assertion, Entity, EntityLabel};
+use integrabner_core::{Assertion, Entity, EntityLabel, FindingSource};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -104,6 +104,29 @@ pub fn Results(state: AppState) -> impl IntoView {
                                 .and_then(|v| v.as_str().map(str::to_string))
                                 .unwrap_or_default();
                             let source_attr = source.clone();
+                            let has_map = f.source == FindingSource::Image
+                                && state
+                                    .result
+                                    .get()
+                                    .is_some_and(|a| a.prediction.heat_maps.iter().any(|h| h.concept == f.concept));
+                            let concept = f.concept.clone();
+                            let shown_concept = f.concept.clone();
+                            let map_button = has_map.then(|| {
+                                view! {
+                                    <button
+                                        type="button"
+                                        class="show-heat-map"
+                                        aria-pressed=move || (state.heat_map.get().as_deref() == Some(shown_concept.as_str())).to_string()
+                                        title="Draw where the image model saw this finding over the image"
+                                        on:click=move |_| {
+                                            let c = concept.clone();
+                                            state.heat_map.update(|h| *h = if h.as_deref() == Some(c.as_str()) { None } else { Some(c) });
+                                        }
+                                    >
+                                        "heat map"
+                                    </button>
+                                }
+                            });
                             view! {
                                 <tr
                                     data-finding=""
@@ -115,7 +138,7 @@ pub fn Results(state: AppState) -> impl IntoView {
                                     <td class=format!("term type-{}", f.concept_type.as_str())>{f.concept.clone()}</td>
                                     <td>{f.concept_type.as_str()}</td>
                                     <td class="num">{format!("{:.0}%", f.probability * 100.0)}</td>
-                                    <td>{source}</td>
+                                    <td>{source}" "{map_button}</td>
                                     <td>"present"</td>
                                 </tr>
                             }

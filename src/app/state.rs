@@ -46,6 +46,8 @@ pub struct Analysis {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageView {
+    /// The worker request that checked it: analyses name the image by it.
+    pub request: u32,
     /// A `blob:` URL of the user's file; it never leaves the page.
     pub url: String,
     pub name: String,
@@ -67,6 +69,8 @@ pub struct AppState {
     /// The image being checked by the worker: request, URL, name.
     pub pending_image: RwSignal<Option<(u32, String, String)>>,
     pub image: RwSignal<Option<ImageView>>,
+    /// The image finding whose heat map is drawn over the image.
+    pub heat_map: RwSignal<Option<String>>,
 }
 
 impl AppState {
@@ -81,6 +85,7 @@ impl AppState {
             result: RwSignal::new(None),
             pending_image: RwSignal::new(None),
             image: RwSignal::new(None),
+            heat_map: RwSignal::new(None),
         }
     }
 
@@ -100,6 +105,15 @@ impl AppState {
             return;
         }
         let n = prediction.entities.len();
+        // Show where the most probable image finding was seen.
+        let strongest = prediction
+            .findings
+            .iter()
+            .filter(|f| f.source == integrabner_core::FindingSource::Image)
+            .filter(|f| prediction.heat_maps.iter().any(|h| h.concept == f.concept))
+            .max_by(|a, b| a.probability.total_cmp(&b.probability))
+            .map(|f| f.concept.clone());
+        self.heat_map.set(strongest);
         self.result.set(Some(Analysis {
             request,
             text,
@@ -135,7 +149,10 @@ impl AppState {
         if let Some(old) = self.image.get_untracked() {
             let _ = web_sys::Url::revoke_object_url(&old.url);
         }
+        // A result's heat maps belong to the image it was computed on.
+        self.heat_map.set(None);
         self.image.set(Some(ImageView {
+            request,
             url,
             name,
             width,

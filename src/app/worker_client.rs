@@ -97,12 +97,15 @@ impl WorkerClient {
         n
     }
 
-    pub fn analyze(&self, id: &str, text: String) -> Option<u32> {
+    /// Asks for a case: the report `text` and the image the worker checked
+    /// as request `image`.
+    pub fn analyze(&self, id: &str, text: String, image: Option<u32>) -> Option<u32> {
         let request = self.next_request();
         let message = ToWorker::Analyze {
             request,
             id: id.to_string(),
             text,
+            image,
         };
         let running = self.inner.running.borrow();
         running

@@ -7,6 +7,7 @@ use super::post;
 use crate::protocol::{BundleOrigin, FromWorker, BUNDLE_DIR};
 use integrabner_core::bundle::{BundleManifest, MANIFEST_FILE};
 use integrabner_core::RulePipeline;
+use integrabner_models::image_model::ImageTagger;
 use integrabner_models::report::ReportTagger;
 
 pub struct LoadedBundle {
@@ -14,6 +15,8 @@ pub struct LoadedBundle {
     pub pipeline: RulePipeline,
     /// The report model, when the bundle ships one.
     pub tagger: Option<ReportTagger>,
+    /// The image model, when the bundle ships one.
+    pub image: Option<ImageTagger>,
     pub origin: BundleOrigin,
 }
 
@@ -86,6 +89,11 @@ pub async fn load_bundle() -> Result<LoadedBundle, String> {
     if let Some(t) = &tagger {
         t.check_rules(&pipeline).map_err(|e| e.to_string())?;
     }
+    let image = ImageTagger::from_bundle(&pairs)
+        .map_err(|e| format!("the image model cannot be loaded: {e}"))?;
+    if let Some(t) = &image {
+        t.check_rules(&pipeline).map_err(|e| e.to_string())?;
+    }
     if let Some(cache) = &cache {
         // Only a complete, verified bundle becomes the offline copy.
         let _ = store(cache, &manifest_url, &manifest_bytes).await;
@@ -95,6 +103,7 @@ pub async fn load_bundle() -> Result<LoadedBundle, String> {
         manifest,
         pipeline,
         tagger,
+        image,
         origin: if all_cached {
             BundleOrigin::Cache
         } else {

@@ -8,23 +8,32 @@ mod fetch;
 mod loader;
 
 use crate::protocol::{ErrorScope, FromWorker, ToWorker};
-use integrabner_core::{image_input, RulePipeline};
-use integrabner_models::report::{analyse_report, Analysed, ReportTagger};
+use integrabner_core::image_input::{self, DynamicImage};
+use integrabner_core::RulePipeline;
+use integrabner_models::case::{analyse_case, Models};
+use integrabner_models::image_model::ImageTagger;
+use integrabner_models::report::{Analysed, ReportTagger};
 use js_sys::{Array, Uint8Array};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-/// The rules, and the report model when the bundle has one.
+/// The rules, and the report and image models when the bundle has them.
 struct Engine {
     pipeline: RulePipeline,
     tagger: Option<ReportTagger>,
+    image: Option<ImageTagger>,
 }
 
 impl Engine {
-    fn analyse(&self, id: &str, text: &str) -> Result<Analysed, String> {
-        analyse_report(self.tagger.as_ref(), &self.pipeline, id, text).map_err(|e| e.to_string())
+    fn analyse(&self, id: &str, text: &str, views: &[DynamicImage]) -> Result<Analysed, String> {
+        let models = Models {
+            rules: &self.pipeline,
+            report: self.tagger.as_ref(),
+            image: self.image.as_ref(),
+        };
+        analyse_case(models, id, text, views).map_err(|e| e.to_string())
     }
 }
 
@@ -32,6 +41,25 @@ enum State {
     Loading,
     Ready(Box<Engine>),
     Failed(String),
+}
+
+/// The image the page shows, decoded once when it was checked and kept for
+/// the analyses that name its check request. Only the latest one is kept.
+#[derive(Default)]
+struct CheckedImage(Option<(u32, DynamicImage)>);
+
+impl CheckedImage {
+    /// The views of a case that names image `request` (none for `None`).
+    fn views(&self, request: Option<u32>) -> Result<&[DynamicImage], String> {
+        match (request, &self.0) {
+            (None, _) => Ok(&[]),
+            (Some(r), Some((kept, img))) if r == *kept => Ok(std::slice::from_ref(img)),
+            (Some(_), _) => Err(
+                "the analysis worker no longer holds this image (it was restarted); choose the image again"
+                    .into(),
+            ),
+        }
+    }
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -62,8 +90,9 @@ pub fn run() {
     let state = Rc::new(RefCell::new(State::Loading));
     let handler = {
         let state = state.clone();
+        let mut image = CheckedImage::default();
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            handle(&state.borrow(), event.data())
+            handle(&state.borrow(), &mut image, event.data())
         })
     };
     scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
@@ -83,11 +112,12 @@ pub fn run() {
                     origin: loaded.origin,
                     load_ms: now_ms() - started,
                     text_model: loaded.tagger.is_some(),
-                    image_model: false,
+                    image_model: loaded.image.is_some(),
                 };
                 *state.borrow_mut() = State::Ready(Box::new(Engine {
                     pipeline: loaded.pipeline,
                     tagger: loaded.tagger,
+                    image: loaded.image,
                 }));
                 post(&ready);
             }
@@ -104,7 +134,7 @@ pub fn run() {
 }
 
 /// A message is either a JSON string or `[json, ArrayBuffer]` for images.
-fn handle(state: &State, data: JsValue) {
+fn handle(state: &State, image: &mut CheckedImage, data: JsValue) {
     let (json, payload) = match data.dyn_ref::<Array>() {
         Some(parts) => (parts.get(0), Some(parts.get(1))),
         None => (data, None),
@@ -124,17 +154,29 @@ fn handle(state: &State, data: JsValue) {
         }
     };
     let reply = match message {
-        ToWorker::Analyze { request, id, text } => analyze(state, request, &id, &text),
+        ToWorker::Analyze {
+            request,
+            id,
+            text,
+            image: shown,
+        } => match image.views(shown) {
+            Ok(views) => analyze(state, request, &id, &text, views),
+            Err(message) => request_error(request, message),
+        },
         ToWorker::Benchmark {
             request,
             text,
+            image: shown,
             runs,
-        } => benchmark(state, request, &text, runs),
+        } => match image.views(shown) {
+            Ok(views) => benchmark(state, request, &text, views, runs),
+            Err(message) => request_error(request, message),
+        },
         ToWorker::CheckImage { request, .. } => {
             let bytes = payload
                 .map(|p| Uint8Array::new(&p).to_vec())
                 .unwrap_or_default();
-            check_image(request, &bytes)
+            check_image(image, request, &bytes)
         }
     };
     post(&reply);
@@ -162,32 +204,44 @@ fn ready(state: &State, request: u32) -> Result<&Engine, FromWorker> {
     }
 }
 
-fn analyze(state: &State, request: u32, id: &str, text: &str) -> FromWorker {
+fn analyze(
+    state: &State,
+    request: u32,
+    id: &str,
+    text: &str,
+    views: &[DynamicImage],
+) -> FromWorker {
     let engine = match ready(state, request) {
         Ok(e) => e,
         Err(reply) => return reply,
     };
     let started = now_ms();
-    match engine.analyse(id, text) {
+    match engine.analyse(id, text, views) {
         Ok(analysed) => FromWorker::Result {
             request,
             prediction: analysed.prediction,
             note: analysed.note,
             elapsed_ms: now_ms() - started,
         },
-        Err(e) => request_error(request, format!("cannot analyse this report: {e}")),
+        Err(e) => request_error(request, format!("cannot analyse this case: {e}")),
     }
 }
 
-fn benchmark(state: &State, request: u32, text: &str, runs: u32) -> FromWorker {
+fn benchmark(
+    state: &State,
+    request: u32,
+    text: &str,
+    views: &[DynamicImage],
+    runs: u32,
+) -> FromWorker {
     let engine = match ready(state, request) {
         Ok(e) => e,
         Err(reply) => return reply,
     };
     let started = now_ms();
     for _ in 0..runs {
-        if let Err(e) = engine.analyse("benchmark", text) {
-            return request_error(request, format!("cannot analyse this report: {e}"));
+        if let Err(e) = engine.analyse("benchmark", text, views) {
+            return request_error(request, format!("cannot analyse this case: {e}"));
         }
     }
     let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
@@ -200,13 +254,18 @@ fn benchmark(state: &State, request: u32, text: &str, runs: u32) -> FromWorker {
     }
 }
 
-fn check_image(request: u32, bytes: &[u8]) -> FromWorker {
+/// Decodes an image and keeps it for the analyses that name `request`.
+fn check_image(image: &mut CheckedImage, request: u32, bytes: &[u8]) -> FromWorker {
     match image_input::decode(bytes) {
-        Ok(img) => FromWorker::ImageChecked {
-            request,
-            width: img.width(),
-            height: img.height(),
-        },
+        Ok(img) => {
+            let (width, height) = (img.width(), img.height());
+            image.0 = Some((request, img));
+            FromWorker::ImageChecked {
+                request,
+                width,
+                height,
+            }
+        }
         Err(e) => request_error(request, format!("cannot use this image: {e}")),
     }
 }

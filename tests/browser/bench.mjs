@@ -6,13 +6,15 @@
 // so the wasm/native ratio compares the same input.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { serve, launch, openPage, waitReady, analyze, DIST, ROOT } from "./harness.mjs";
+import { serve, launch, openPage, waitReady, analyze, DIST, ROOT, SHARED } from "./harness.mjs";
 
 const TYPICAL = await readFile(path.join(ROOT, "crates/core/benches/reports/typical.txt"), "utf8");
 // About 512 word pieces, built as the native bench builds it: the typical
 // report repeated, space-separated (it prints the piece counts).
 const LONG_REPEATS = 6;
 const LONG = Array(LONG_REPEATS).fill(TYPICAL).join(" ");
+// The radiograph of crates/models/benches/image_model.rs (512 x 512 PNG).
+const XRAY = [...(await readFile(path.join(SHARED, "data/nih-cxr/images/00000061_012.png")))];
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const server = await serve(DIST);
@@ -67,7 +69,7 @@ for (let i = 0; i < 30; i++) {
 // Pipeline time inside a worker of its own, many runs per sample because a
 // worker's clock is coarse.
 const compute = await page.evaluate(
-  async ({ typical, long }) => {
+  async ({ typical, long, xray }) => {
     const worker = new Worker("./worker-loader.js");
     const replies = [];
     let wake;
@@ -83,11 +85,11 @@ const compute = await page.evaluate(
       }
     };
     await next("ready");
-    const run = async (text, runs) => {
+    const run = async (text, runs, image) => {
       const samples = [];
       let memory = 0;
       for (let s = 0; s < 7; s++) {
-        worker.postMessage(JSON.stringify({ kind: "benchmark", request: s, text, runs }));
+        worker.postMessage(JSON.stringify({ kind: "benchmark", request: s, text, runs, image }));
         const m = await next("benchmark");
         if (m.kind === "error") throw new Error(m.message);
         samples.push(m.total_ms / m.runs);
@@ -97,10 +99,17 @@ const compute = await page.evaluate(
       return { ms: samples[3], memory };
     };
     const result = { typical: await run(typical, 20), long: await run(long, 3) };
+    // The image model alone: the worker decodes the file once when it is
+    // checked, as in the page; each run is preprocessing + encoder + head.
+    const bytes = new Uint8Array(xray);
+    worker.postMessage([JSON.stringify({ kind: "check-image", request: 100, name: "xray.png" }), bytes.buffer], [bytes.buffer]);
+    const checked = await next("image-checked");
+    if (checked.kind === "error") throw new Error(checked.message);
+    result.image = await run("", 3, 100);
     worker.terminate();
     return result;
   },
-  { typical: TYPICAL, long: LONG }
+  { typical: TYPICAL, long: LONG, xray: XRAY }
 );
 
 await browser.close();
@@ -116,6 +125,7 @@ console.log(`| measurement (headless Chromium, ${new Date().toISOString().slice(
 | distinct files of a cold visit (app, worker, bundle) | ${(distinctBytes / 1024).toFixed(0)} kB in ${distinct.size} files |
 | report model + rules in the worker, typical report (${TYPICAL.length} chars) | ${fmt(compute.typical.ms)} |
 | report model + rules in the worker, ${LONG_REPEATS} x typical (about 512 word pieces) | ${fmt(compute.long.ms)} |
+| image model in the worker, EfficientNet-Lite0 at 224 px (512 x 512 PNG, decoded once) | ${fmt(compute.image.ms)} |
 | typical report, click to highlighted result on screen (median of 30) | ${median(roundTrip).toFixed(1)} ms |
 | worker wasm memory after the runs (peak) | ${(compute.long.memory / 2 ** 20).toFixed(1)} MiB |`);
 console.error(`(${version})`);

@@ -1,0 +1,47 @@
+//! Latency of the image model (the shipped bundle in `models/image`,
+//! dequantized at load as in the browser) on one NIH radiograph (512 × 512
+//! PNG, the browser bench's image): decoding, preprocessing with the encoder
+//! and head, the case entry point with findings and heat maps, and loading
+//! the bundle. Results: BENCHMARKS.md.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use integrabner_core::image_input::decode;
+use integrabner_core::RulePipeline;
+use integrabner_models::case::{analyse_case, Models};
+use integrabner_models::image_model::ImageTagger;
+use std::path::Path;
+
+fn bench(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let read = |path: &str| std::fs::read(root.join(path)).expect("committed or in ../shared");
+    let (config, weights) = (
+        read("models/image/config.json"),
+        read("models/image/model.gguf"),
+    );
+    let png = read("../shared/data/nih-cxr/images/00000061_012.png");
+    let rules = RulePipeline::embedded();
+    let image = ImageTagger::from_bytes(&config, &weights).unwrap();
+    let views = [decode(&png).unwrap()];
+    let models = Models {
+        rules: &rules,
+        report: None,
+        image: Some(&image),
+    };
+
+    let mut group = c.benchmark_group("image");
+    group.sample_size(20);
+    group.bench_function(
+        "image model, EfficientNet-Lite0 224 px (decoded image)",
+        |b| b.iter(|| analyse_case(models, "i", "", black_box(&views)).unwrap()),
+    );
+    group.bench_function("decode 512 x 512 PNG", |b| {
+        b.iter(|| decode(black_box(&png)).unwrap())
+    });
+    group.bench_function("image model, load bundle (dequantize)", |b| {
+        b.iter(|| ImageTagger::from_bytes(&config, &weights).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
