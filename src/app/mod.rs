@@ -154,7 +154,7 @@ fn App() -> impl IntoView {
                                 "rule labeler (dictionary + ConText assertion)"
                             },
                             if b.image_model {
-                                " · image model (EfficientNet-Lite0, NIH findings, heat maps)"
+                                " · image model (EfficientNet-Lite0, NIH findings, heat maps) · report and image fused when both are given"
                             } else {
                                 ""
                             },

@@ -104,7 +104,7 @@ pub fn Results(state: AppState) -> impl IntoView {
                                 .and_then(|v| v.as_str().map(str::to_string))
                                 .unwrap_or_default();
                             let source_attr = source.clone();
-                            let has_map = f.source == FindingSource::Image
+                            let has_map = matches!(f.source, FindingSource::Image | FindingSource::Fusion)
                                 && state
                                     .result
                                     .get()

@@ -109,7 +109,13 @@ impl AppState {
         let strongest = prediction
             .findings
             .iter()
-            .filter(|f| f.source == integrabner_core::FindingSource::Image)
+            .filter(|f| {
+                matches!(
+                    f.source,
+                    integrabner_core::FindingSource::Image
+                        | integrabner_core::FindingSource::Fusion
+                )
+            })
             .filter(|f| prediction.heat_maps.iter().any(|h| h.concept == f.concept))
             .max_by(|a, b| a.probability.total_cmp(&b.probability))
             .map(|f| f.concept.clone());

@@ -7,6 +7,7 @@ use super::post;
 use crate::protocol::{BundleOrigin, FromWorker, BUNDLE_DIR};
 use integrabner_core::bundle::{BundleManifest, MANIFEST_FILE};
 use integrabner_core::RulePipeline;
+use integrabner_models::fusion::FusionTagger;
 use integrabner_models::image_model::ImageTagger;
 use integrabner_models::report::ReportTagger;
 
@@ -17,6 +18,8 @@ pub struct LoadedBundle {
     pub tagger: Option<ReportTagger>,
     /// The image model, when the bundle ships one.
     pub image: Option<ImageTagger>,
+    /// The fusion model, when the bundle ships it with both other models.
+    pub fusion: Option<FusionTagger>,
     pub origin: BundleOrigin,
 }
 
@@ -94,6 +97,18 @@ pub async fn load_bundle() -> Result<LoadedBundle, String> {
     if let Some(t) = &image {
         t.check_rules(&pipeline).map_err(|e| e.to_string())?;
     }
+    let fusion = match (&tagger, &image) {
+        (Some(report), Some(image)) => {
+            let fusion = FusionTagger::from_bundle(&pairs)
+                .map_err(|e| format!("the fusion model cannot be loaded: {e}"))?;
+            if let Some(f) = &fusion {
+                f.check_models(&pipeline, report, image)
+                    .map_err(|e| e.to_string())?;
+            }
+            fusion
+        }
+        _ => None,
+    };
     if let Some(cache) = &cache {
         // Only a complete, verified bundle becomes the offline copy.
         let _ = store(cache, &manifest_url, &manifest_bytes).await;
@@ -104,6 +119,7 @@ pub async fn load_bundle() -> Result<LoadedBundle, String> {
         pipeline,
         tagger,
         image,
+        fusion,
         origin: if all_cached {
             BundleOrigin::Cache
         } else {

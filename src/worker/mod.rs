@@ -11,6 +11,7 @@ use crate::protocol::{ErrorScope, FromWorker, ToWorker};
 use integrabner_core::image_input::{self, DynamicImage};
 use integrabner_core::RulePipeline;
 use integrabner_models::case::{analyse_case, Models};
+use integrabner_models::fusion::FusionTagger;
 use integrabner_models::image_model::ImageTagger;
 use integrabner_models::report::{Analysed, ReportTagger};
 use js_sys::{Array, Uint8Array};
@@ -24,6 +25,7 @@ struct Engine {
     pipeline: RulePipeline,
     tagger: Option<ReportTagger>,
     image: Option<ImageTagger>,
+    fusion: Option<FusionTagger>,
 }
 
 impl Engine {
@@ -32,6 +34,7 @@ impl Engine {
             rules: &self.pipeline,
             report: self.tagger.as_ref(),
             image: self.image.as_ref(),
+            fusion: self.fusion.as_ref(),
         };
         analyse_case(models, id, text, views).map_err(|e| e.to_string())
     }
@@ -118,6 +121,7 @@ pub fn run() {
                     pipeline: loaded.pipeline,
                     tagger: loaded.tagger,
                     image: loaded.image,
+                    fusion: loaded.fusion,
                 }));
                 post(&ready);
             }

@@ -166,10 +166,21 @@ test("an image is analysed in the worker, alone and with its report, like the CL
       for (const [a, b] of zip(w.values, c.values)) assert.ok(Math.abs(a - b) <= 1e-3);
     }
 
-    // Report and image together: both sources in one table.
+    // Report and image together: the fusion model codes the case, as the CLI does.
     await analyze(page, `${SECRET}. ${SAMPLE}`);
-    const sources = new Set((await rowsOf(page)).map((r) => r.source));
-    assert.ok(sources.has("text") && sources.has("image"), [...sources].join());
+    const fusedRows = await rowsOf(page);
+    assert.ok(fusedRows.length > 0 && fusedRows.every((r) => r.source === "fusion"), JSON.stringify(fusedRows));
+    const both = await exportJson(page);
+    const nativeBoth = JSON.parse(
+      cli(
+        ["predict", "--image", xray, "--scores", "--text-model", path.join(ROOT, "models/text"),
+          "--image-model", path.join(ROOT, "models/image"), "--fusion-model", path.join(ROOT, "models/fusion"), "-"],
+        `${SECRET}. ${SAMPLE}`
+      )
+    );
+    assert.deepEqual(both.findings.map((f) => f.concept), nativeBoth.findings.map((f) => f.concept));
+    for (const [w, c] of zip(both.findings, nativeBoth.findings)) assert.ok(Math.abs(w.probability - c.probability) <= 1e-4);
+    assert.ok(await page.$("#heat-map"), "a fused image finding shows its heat map");
 
     // A truncated PNG and a 20,000 × 20,000 header: clear messages, no crash.
     const png = await readFile(xray);

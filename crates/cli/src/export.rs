@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use integrabner_core::bundle::{
-    BundleManifest, FileRole, IMAGE_MODEL_FILES, MANIFEST_FILE, RULE_FILES, TEXT_MODEL_FILES,
+    BundleManifest, FileRole, FUSION_MODEL_FILES, IMAGE_MODEL_FILES, MANIFEST_FILE, RULE_FILES,
+    TEXT_MODEL_FILES,
 };
 use integrabner_train::export::manifest_for;
 use std::collections::BTreeMap;
@@ -27,6 +28,10 @@ const IMAGE_PROVENANCE: &str = " Image model (image/): EfficientNet-Lite0 (Image
 Apache-2.0), frozen, with a linear head trained by `integrabner image train` on NIH \
 ChestX-ray14; its own manifest is image/manifest.json.";
 
+const FUSION_PROVENANCE: &str = " Fusion model (fusion/): two-token attention over the report \
+model's logits and the image encoder's features, trained by `integrabner fusion train` on OpenI \
+reports, NIH images and label-matched constructed pairs; its own manifest is fusion/manifest.json.";
+
 /// A model directory of the bundle: its name, files and provenance.
 type ModelPart = (
     &'static str,
@@ -43,7 +48,8 @@ fn bundle_contents(bundle_dir: &Path) -> Result<BundleContents> {
     let mut metrics = BTreeMap::new();
     let text: ModelPart = ("text", &TEXT_MODEL_FILES, TEXT_PROVENANCE);
     let image: ModelPart = ("image", &IMAGE_MODEL_FILES, IMAGE_PROVENANCE);
-    for (dir, model_files, model_provenance) in [text, image] {
+    let fusion: ModelPart = ("fusion", &FUSION_MODEL_FILES, FUSION_PROVENANCE);
+    for (dir, model_files, model_provenance) in [text, image, fusion] {
         let model_manifest = bundle_dir.join(dir).join(MANIFEST_FILE);
         if !model_manifest.exists() {
             continue;

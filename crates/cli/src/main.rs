@@ -3,6 +3,7 @@
 
 mod eval;
 mod export;
+mod fusion;
 mod image;
 mod ner;
 mod predict;
@@ -211,6 +212,10 @@ enum Command {
         /// Image model directory (a bundle such as models/image).
         #[arg(long)]
         image_model: Option<PathBuf>,
+        /// Fusion model directory (models/fusion): a case with a report and
+        /// images gets fused findings (source `fusion`).
+        #[arg(long)]
+        fusion_model: Option<PathBuf>,
         /// An image of the single case (repeat for frontal and lateral views).
         #[arg(long = "image", value_name = "FILE")]
         images: Vec<PathBuf>,
@@ -230,6 +235,9 @@ enum Command {
     /// Train and evaluate image findings (NIH ChestX-ray14, frozen encoder).
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Train and score the fusion of report and image (two-token attention).
+    #[command(subcommand)]
+    Fusion(fusion::FusionCommand),
     /// Train, evaluate and export the report model (BERT with entity,
     /// assertion and coded-findings heads).
     #[command(subcommand)]
@@ -372,6 +380,7 @@ fn run(cli: Cli) -> Result<u8> {
             text_model,
             rules_only,
             image_model,
+            fusion_model,
             images,
             openi_images,
             scores,
@@ -380,6 +389,7 @@ fn run(cli: Cli) -> Result<u8> {
             output: output.as_deref(),
             text_model: text_model.as_deref(),
             image_model: image_model.as_deref(),
+            fusion_model: fusion_model.as_deref(),
             rules_only,
             images: &images,
             openi_images: openi_images.as_deref(),
@@ -388,6 +398,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Ner(command) => ner::run(command),
         Command::Report(command) => report::run(command),
         Command::Image(command) => image::run(command),
+        Command::Fusion(command) => fusion::run(command),
         Command::Export { bundle, check } => {
             export::run(&bundle, check)?;
             Ok(EXIT_OK)

@@ -9,6 +9,7 @@ use integrabner_core::image_input::{decode, DynamicImage};
 use integrabner_core::openi::{ImageRef, Projection};
 use integrabner_core::RulePipeline;
 use integrabner_models::case::{analyse_case, Models};
+use integrabner_models::fusion::FusionTagger;
 use integrabner_models::image_model::ImageTagger;
 use integrabner_models::report::ReportTagger;
 use integrabner_train::report::load_tagger;
@@ -37,6 +38,7 @@ pub struct PredictOptions<'a> {
     pub output: Option<&'a Path>,
     pub text_model: Option<&'a Path>,
     pub image_model: Option<&'a Path>,
+    pub fusion_model: Option<&'a Path>,
     pub rules_only: bool,
     /// Images of the single case read from a text file or stdin, or of an
     /// image-only case when there is no input.
@@ -49,6 +51,7 @@ pub struct PredictOptions<'a> {
 /// Where `predict` looks for the models when not told.
 const DEFAULT_TEXT_MODEL: &str = "models/text";
 const DEFAULT_IMAGE_MODEL: &str = "models/image";
+const DEFAULT_FUSION_MODEL: &str = "models/fusion";
 
 /// The model directory to use: the one given, else the default when it has
 /// a config, else none (said on stderr).
@@ -75,16 +78,32 @@ fn text_model(path: Option<&Path>, rules_only: bool) -> Result<Option<ReportTagg
     Ok(Some(tagger))
 }
 
-fn image_model(path: Option<&Path>) -> Result<Option<ImageTagger>> {
-    let Some(dir) = model_dir(path, DEFAULT_IMAGE_MODEL, "--image-model") else {
-        return Ok(None);
-    };
+/// `config.json` and `model.gguf` of a model directory.
+fn read_model(dir: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     let read = |name: &str| {
         std::fs::read(dir.join(name))
             .with_context(|| format!("cannot read {}/{name}", dir.display()))
     };
-    let tagger = ImageTagger::from_bytes(&read("config.json")?, &read("model.gguf")?)
+    Ok((read("config.json")?, read("model.gguf")?))
+}
+
+fn image_model(path: Option<&Path>) -> Result<Option<ImageTagger>> {
+    let Some(dir) = model_dir(path, DEFAULT_IMAGE_MODEL, "--image-model") else {
+        return Ok(None);
+    };
+    let (config, weights) = read_model(&dir)?;
+    let tagger = ImageTagger::from_bytes(&config, &weights)
         .with_context(|| format!("cannot load the image model in {}", dir.display()))?;
+    Ok(Some(tagger))
+}
+
+fn fusion_model(path: Option<&Path>) -> Result<Option<FusionTagger>> {
+    let Some(dir) = model_dir(path, DEFAULT_FUSION_MODEL, "--fusion-model") else {
+        return Ok(None);
+    };
+    let (config, weights) = read_model(&dir)?;
+    let tagger = FusionTagger::from_bytes(&config, &weights)
+        .with_context(|| format!("cannot load the fusion model in {}", dir.display()))?;
     Ok(Some(tagger))
 }
 
@@ -262,10 +281,24 @@ pub fn run(options: &PredictOptions) -> Result<u8> {
     if let Some(t) = &image {
         t.check_rules(&pipeline)?;
     }
+    let fusion = if report.is_some()
+        && image.is_some()
+        && cases
+            .iter()
+            .any(|c| !c.images.is_empty() && !c.text.trim().is_empty())
+    {
+        fusion_model(options.fusion_model)?
+    } else {
+        None
+    };
+    if let (Some(f), Some(r), Some(i)) = (&fusion, &report, &image) {
+        f.check_models(&pipeline, r, i)?;
+    }
     let models = Models {
         rules: &pipeline,
         report: report.as_ref(),
         image: image.as_ref(),
+        fusion: fusion.as_ref(),
     };
     let mut out = open_output(options.output)?;
     for case in &cases {

@@ -25,19 +25,19 @@ use std::path::PathBuf;
 pub struct ReportData {
     /// OpenI reports (.tgz, XML directory or indiana_reports.csv).
     #[arg(long, default_value = "../shared/data/openi/NLMCXR_reports.tgz")]
-    source: PathBuf,
+    pub source: PathBuf,
     /// Silver annotations from `integrabner label --ner-disease … --ner-anatomy …`
     /// (at least for the splits the command reads spans from).
     #[arg(long, default_value = "runs/silver.jsonl")]
-    silver: PathBuf,
+    pub silver: PathBuf,
     #[arg(long, default_value = "data/splits/openi-split-v1.tsv")]
-    split_file: PathBuf,
+    pub split_file: PathBuf,
 }
 
 impl ReportData {
     /// The reports of each split with their gold coding, and their silver
     /// spans; a report of a split in `spans_of` must have them (the others
-    /// get none).
+    /// get none; with no such split the silver file is not read).
     pub fn load(
         &self,
         rules: &RulePipeline,
@@ -45,13 +45,15 @@ impl ReportData {
     ) -> Result<HashMap<Split, Vec<LabelledReport>>> {
         let corpus = source::load_corpus(&self.source, None)?;
         let assigned = read_split_file(&self.split_file)?;
-        let text = std::fs::read_to_string(&self.silver)
-            .with_context(|| format!("cannot read {}", self.silver.display()))?;
         let mut silver = HashMap::new();
-        for (i, line) in text.lines().enumerate() {
-            let p: Prediction = serde_json::from_str(line)
-                .with_context(|| format!("{}: line {}", self.silver.display(), i + 1))?;
-            silver.insert(p.id, p.entities);
+        if !spans_of.is_empty() {
+            let text = std::fs::read_to_string(&self.silver)
+                .with_context(|| format!("cannot read {}", self.silver.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                let p: Prediction = serde_json::from_str(line)
+                    .with_context(|| format!("{}: line {}", self.silver.display(), i + 1))?;
+                silver.insert(p.id, p.entities);
+            }
         }
         let mut out: HashMap<Split, Vec<LabelledReport>> = HashMap::new();
         for r in &corpus.reports {

@@ -637,3 +637,85 @@ fn predict_pairs_openi_images_in_both_naming_layouts() {
     let text_only = run(xml_dir, &png_dir);
     assert!(text_only["scores"].get("abnormal").is_none(), "{text_only}");
 }
+
+#[test]
+fn predict_fuses_a_report_with_its_image() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(nih_image(), dir.path().join("frontal.png")).unwrap();
+    let input = dir.path().join("case.jsonl");
+    std::fs::write(
+        &input,
+        r#"{"id":"both","text":"FINDINGS: Small right pleural effusion. Calcified granuloma. No pneumothorax.","image":"frontal.png"}"#,
+    )
+    .unwrap();
+    let out = bin()
+        .arg("predict")
+        .arg(&input)
+        .arg("--scores")
+        .arg("--text-model")
+        .arg(models("text"))
+        .arg("--image-model")
+        .arg(models("image"))
+        .arg("--fusion-model")
+        .arg(models("fusion"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let p = &json_lines(&out.stdout)[0];
+    let findings = p["findings"].as_array().unwrap();
+    assert!(!findings.is_empty(), "{p}");
+    assert!(findings.iter().all(|f| f["source"] == "fusion"), "{p}");
+    let coded: Vec<&str> = findings
+        .iter()
+        .map(|f| f["concept"].as_str().unwrap())
+        .collect();
+    assert!(coded.contains(&"Pleural Effusion"), "{coded:?}");
+    assert!(score(p, "abnormal") > 0.0);
+    // The image model scores 14 concepts; every other concept keeps the
+    // report model's probability exactly.
+    let image_config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models("image").join("config.json")).unwrap())
+            .unwrap();
+    let image_outputs: Vec<&str> = image_config["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    let scores = p["scores"].as_object().unwrap();
+    let mut passed_through = 0;
+    for (key, value) in scores {
+        let Some(concept) = key.strip_prefix("text:") else {
+            continue;
+        };
+        if !image_outputs.contains(&concept) {
+            assert_eq!(value, &scores[concept], "{concept}");
+            passed_through += 1;
+        }
+        assert!(scores.contains_key(concept));
+    }
+    assert!(passed_through > 90, "{passed_through}");
+    for o in image_outputs.iter().filter(|o| **o != "abnormal") {
+        assert!(scores.contains_key(&format!("image:{o}")), "{o}");
+    }
+    // Fused image concepts come with their heat maps.
+    for m in p["heat_maps"].as_array().unwrap() {
+        assert!(coded.contains(&m["concept"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn every_model_manifest_matches_its_files() {
+    for dir in ["text", "image", "fusion", "ner/disease", "ner/anatomy"] {
+        let dir = models(dir);
+        let manifest = integrabner_core::bundle::BundleManifest::from_json(
+            &std::fs::read_to_string(dir.join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(!manifest.metrics.is_empty(), "{}", dir.display());
+        for file in &manifest.files {
+            file.verify(&std::fs::read(dir.join(&file.path)).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
+    }
+}

@@ -108,6 +108,12 @@ pub const IMAGE_MODEL_FILES: [(&str, FileRole); 2] = [
     ("image/model.gguf", FileRole::Weights),
 ];
 
+/// The fusion model's files, under `fusion/` when the bundle has one.
+pub const FUSION_MODEL_FILES: [(&str, FileRole); 2] = [
+    ("fusion/config.json", FileRole::ModelConfig),
+    ("fusion/model.gguf", FileRole::Weights),
+];
+
 /// A model's files as named inside its own directory (`text/config.json` →
 /// `config.json`): the layout of `integrabner … export` outputs.
 pub fn within_model_dir(files: &[(&'static str, FileRole)]) -> Vec<(&'static str, FileRole)> {
@@ -115,6 +121,24 @@ pub fn within_model_dir(files: &[(&'static str, FileRole)]) -> Vec<(&'static str
         .iter()
         .map(|&(path, role)| (path.split_once('/').map_or(path, |(_, name)| name), role))
         .collect()
+}
+
+/// The bytes of the file with `role` under directory `dir/` among verified
+/// bundle files: how each model finds its config and weights.
+pub fn model_file<'a>(
+    files: &[(&BundleFile, &'a [u8])],
+    dir: &str,
+    role: FileRole,
+) -> Option<&'a [u8]> {
+    files
+        .iter()
+        .find(|(f, _)| {
+            f.role == role
+                && f.path
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .map(|(_, bytes)| *bytes)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -26,6 +26,7 @@ fn bench(c: &mut Criterion) {
         rules: &rules,
         report: None,
         image: Some(&image),
+        fusion: None,
     };
 
     let mut group = c.benchmark_group("image");

@@ -8,7 +8,7 @@ use crate::efficientnet::{normalize, EfficientNet, EfficientNetConfig};
 use crate::quantized;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
-use integrabner_core::bundle::{BundleFile, FileRole};
+use integrabner_core::bundle::{model_file, BundleFile, FileRole};
 use integrabner_core::image_input::{encoder_input, input_region, DynamicImage, Fit};
 use integrabner_core::nih::ABNORMAL;
 use integrabner_core::{Finding, FindingSource, HeatMap, RulePipeline};
@@ -109,6 +109,8 @@ pub struct ImageTagger {
 pub struct ImageAnalysis {
     /// Per output, the largest probability over the views.
     pub probabilities: Vec<f32>,
+    /// Pooled encoder features, averaged over the views (fusion's input).
+    pub features: Vec<f32>,
     /// Per output, the view that gave it.
     view_of: Vec<usize>,
     feature_maps: Vec<Tensor>,
@@ -146,12 +148,7 @@ impl ImageTagger {
     pub fn from_bundle(
         files: &[(&BundleFile, &[u8])],
     ) -> std::result::Result<Option<Self>, ImageError> {
-        let find = |role: FileRole| {
-            files
-                .iter()
-                .find(|(f, _)| f.role == role && f.path.starts_with("image/"))
-                .map(|(_, bytes)| *bytes)
-        };
+        let find = |role: FileRole| model_file(files, "image", role);
         match (find(FileRole::ModelConfig), find(FileRole::Weights)) {
             (Some(config), Some(weights)) => Ok(Some(Self::from_bytes(config, weights)?)),
             _ => Ok(None),
@@ -186,6 +183,7 @@ impl ImageTagger {
         let n = self.config.outputs.len();
         let mut analysis = ImageAnalysis {
             probabilities: vec![0.0; n],
+            features: Vec::new(),
             view_of: vec![0; n],
             feature_maps: Vec::new(),
             regions: Vec::new(),
@@ -201,12 +199,43 @@ impl ImageTagger {
                     analysis.view_of[k] = v;
                 }
             }
+            let pooled: Vec<f32> = EfficientNet::pool(&out.feature_map)?
+                .flatten_all()?
+                .to_vec1()?;
+            if analysis.features.is_empty() {
+                analysis.features = vec![0.0; pooled.len()];
+            }
+            for (sum, x) in analysis.features.iter_mut().zip(pooled) {
+                *sum += x / views.len() as f32;
+            }
             analysis.feature_maps.push(out.feature_map);
             analysis
                 .regions
                 .push(input_region(img.width(), img.height(), size as u32, FIT));
         }
         Ok(analysis)
+    }
+
+    /// The heat map of output `name` on the view that gave its probability
+    /// (None if the model has no such output).
+    pub fn heat_map(
+        &self,
+        analysis: &ImageAnalysis,
+        name: &str,
+    ) -> std::result::Result<Option<HeatMap>, ImageError> {
+        let Some(k) = self.config.outputs.iter().position(|o| o == name) else {
+            return Ok(None);
+        };
+        let view = analysis.view_of[k];
+        let grid = self.model.heat_map(&analysis.feature_maps[view], k)?;
+        Ok(Some(HeatMap {
+            concept: name.to_string(),
+            image: view,
+            rows: grid.len(),
+            cols: grid.first().map_or(0, Vec::len),
+            values: grid.concat(),
+            region: analysis.regions[view],
+        }))
     }
 
     /// The findings whose probability reaches their threshold, each with its
@@ -241,16 +270,7 @@ impl ImageTagger {
                 probability: p,
                 source: FindingSource::Image,
             });
-            let view = analysis.view_of[k];
-            let grid = self.model.heat_map(&analysis.feature_maps[view], k)?;
-            heat_maps.push(HeatMap {
-                concept: concept.heading.clone(),
-                image: view,
-                rows: grid.len(),
-                cols: grid.first().map_or(0, Vec::len),
-                values: grid.concat(),
-                region: analysis.regions[view],
-            });
+            heat_maps.extend(self.heat_map(analysis, name)?);
         }
         Ok(ImageFindings {
             findings,

@@ -10,6 +10,7 @@ pub mod bert;
 pub mod case;
 pub mod config;
 pub mod efficientnet;
+pub mod fusion;
 pub mod image_model;
 pub mod iob;
 pub mod quantized;

@@ -13,7 +13,7 @@ use crate::report_model::{ReportModel, ReportModelConfig};
 use crate::tokenizer::{windows, BertTokenizer, TokenizerError, WordPieces};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use integrabner_core::bundle::{BundleFile, FileRole};
+use integrabner_core::bundle::{model_file, BundleFile, FileRole};
 use integrabner_core::doc::{Doc, Span};
 use integrabner_core::pipeline::InputError;
 use integrabner_core::schema::{Assertion, EntityLabel, Finding, FindingSource, Prediction};
@@ -283,12 +283,7 @@ impl ReportTagger {
     /// The report model of a verified bundle (files under `text/`), or `None`
     /// when the bundle has none.
     pub fn from_bundle(files: &[(&BundleFile, &[u8])]) -> Result<Option<Self>, ReportError> {
-        let find = |role: FileRole| {
-            files
-                .iter()
-                .find(|(f, _)| f.role == role && f.path.starts_with("text/"))
-                .map(|(_, bytes)| *bytes)
-        };
+        let find = |role: FileRole| model_file(files, "text", role);
         match (
             find(FileRole::ModelConfig),
             find(FileRole::Weights),

@@ -5,6 +5,7 @@
 pub mod adamw;
 pub mod checkpoint;
 pub mod export;
+pub mod fusion;
 pub mod hybrid;
 pub mod image;
 pub mod ner;

@@ -1,0 +1,601 @@
+//! `integrabner fusion`: train, score and write the fusion model.
+
+use crate::report::ReportData;
+use crate::EXIT_OK;
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use integrabner_core::bundle::{sha256_hex, FUSION_MODEL_FILES};
+use integrabner_core::metrics::{roc_auc, MultiLabelEval};
+use integrabner_core::nih::{read_labels, NihImage};
+use integrabner_core::split::Split;
+use integrabner_core::RulePipeline;
+use integrabner_models::fusion::{logit, FusionConfig, FusionTagger};
+use integrabner_models::image_model::ImageModelConfig;
+use integrabner_models::report::ReportTagger;
+use integrabner_train::fusion::{self, construct_pairs, Example};
+use integrabner_train::image::of_split;
+use integrabner_train::report::{load_tagger, LabelledReport};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum FusionCommand {
+    /// Train the fusion model, fit its per-concept thresholds on validation,
+    /// write it (OUT/{config.json, model.gguf, manifest.json}) and score the
+    /// written model on the test splits.
+    ///
+    /// No report has its image here, so training uses OpenI reports alone,
+    /// NIH images alone, and pairs constructed by matching labels: an NIH
+    /// image with an OpenI report of the same split whose coding agrees on
+    /// the 14 concepts both label (see EVALUATION.md for what that can and
+    /// cannot show).
+    Train {
+        /// OpenI reports (.tgz, XML directory or indiana_reports.csv).
+        #[arg(long, default_value = "../shared/data/openi/NLMCXR_reports.tgz")]
+        source: PathBuf,
+        #[arg(long, default_value = "data/splits/openi-split-v1.tsv")]
+        split_file: PathBuf,
+        /// The report model whose finding logits are the text input.
+        #[arg(long, default_value = "models/text")]
+        text_model: PathBuf,
+        /// An `image train` output: cached pooled features of every NIH
+        /// split, the head and its config.
+        #[arg(long, default_value = "runs/image-efficientnet")]
+        image_run: PathBuf,
+        /// NIH ChestX-ray14 labels (the image side's targets).
+        #[arg(long, default_value = "../shared/data/nih-cxr")]
+        nih: PathBuf,
+        #[arg(long, default_value = "models/fusion")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Chosen on validation loss among 1e-3 and 3e-4 (EVALUATION.md).
+        #[arg(long, default_value_t = 3e-4)]
+        learning_rate: f64,
+        /// Chance of dropping each modality of a training pair in an epoch;
+        /// chosen on validation loss among 0.25 and 0.5.
+        #[arg(long, default_value_t = 0.5)]
+        modality_dropout: f32,
+    },
+}
+
+const PROVENANCE: &str = "Fusion model of IntegraBNER: two-token attention over the report \
+model's finding logits and EfficientNet-Lite0 pooled features, learned missing-modality tokens, \
+gated pass-through of both models' logits, per-concept thresholds; trained by `integrabner fusion \
+train` on OpenI reports (train split), NIH ChestX-ray14 images (train split) and label-matched \
+constructed pairs, with modality dropout.";
+
+/// Reports and images of one split, as examples of each kind.
+struct SplitData {
+    reports: Vec<Example>,
+    report_gold: Vec<BTreeSet<String>>,
+    images: Vec<Example>,
+    pairs: Vec<Example>,
+    pair_gold: Vec<BTreeSet<String>>,
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} ({eta} left)")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b.set_message(what.to_string());
+    b
+}
+
+fn labels_of(concepts: &[String], positive: &BTreeSet<String>) -> Vec<f32> {
+    concepts
+        .iter()
+        .map(|c| f32::from(u8::from(positive.contains(c))))
+        .collect()
+}
+
+/// Image logits of pooled features through the trained head.
+fn head_logits(image_run: &Path, features: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let head = candle_core::safetensors::load(image_run.join("head.safetensors"), &Device::Cpu)?;
+    let logits = features
+        .matmul(&head["image_head.weight"].t()?)?
+        .broadcast_add(&head["image_head.bias"])?;
+    Ok(logits.to_vec2()?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn split_data(
+    split: Split,
+    reports: &[LabelledReport],
+    text_logits: &HashMap<String, Vec<f32>>,
+    images: &[&NihImage],
+    features: &[(Vec<f32>, Vec<f32>)],
+    concepts: &[String],
+    shared: &BTreeSet<String>,
+    image_known: &[f32],
+    per_image: usize,
+) -> SplitData {
+    let reports: Vec<(&LabelledReport, &Vec<f32>)> = reports
+        .iter()
+        .filter_map(|r| Some((r, text_logits.get(&r.id)?)))
+        .collect();
+    let all = vec![1.0; concepts.len()];
+    let report_examples = reports
+        .iter()
+        .map(|(r, t)| Example {
+            text: Some((*t).clone()),
+            image: None,
+            labels: labels_of(concepts, &r.gold),
+            mask: all.clone(),
+        })
+        .collect();
+    let image_labels: Vec<(String, BTreeSet<String>)> = images
+        .iter()
+        .map(|i| (i.file.clone(), i.concepts.iter().cloned().collect()))
+        .collect();
+    let image_examples = image_labels
+        .iter()
+        .zip(features.iter().cycle())
+        .map(|((_, labels), f)| Example {
+            text: None,
+            image: Some(f.clone()),
+            labels: labels_of(concepts, labels),
+            mask: image_known.to_vec(),
+        })
+        .collect();
+    let gold: Vec<BTreeSet<String>> = reports.iter().map(|(r, _)| r.gold.clone()).collect();
+    let pairs = construct_pairs(&image_labels, &gold, shared, per_image);
+    eprintln!(
+        "{}: {} reports, {} images, {} constructed pairs ({} images paired)",
+        split.as_str(),
+        reports.len(),
+        images.len(),
+        pairs.len(),
+        pairs.iter().map(|p| p.0).collect::<BTreeSet<_>>().len()
+    );
+    SplitData {
+        reports: report_examples,
+        report_gold: gold.clone(),
+        pair_gold: pairs.iter().map(|&(_, r)| gold[r].clone()).collect(),
+        pairs: pairs
+            .iter()
+            .map(|&(i, r)| Example {
+                text: Some(reports[r].1.clone()),
+                image: Some(features[i].clone()),
+                labels: labels_of(concepts, &gold[r]),
+                mask: all.clone(),
+            })
+            .collect(),
+        images: image_examples,
+    }
+}
+
+fn probabilities(tagger: &FusionTagger, examples: &[Example]) -> Result<Vec<Vec<f32>>> {
+    fusion::probabilities(&tagger.model, examples)
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Micro and macro F1 of predicted sets against gold sets.
+fn f1s(gold: &[BTreeSet<String>], predicted: &[BTreeSet<String>]) -> (f64, f64) {
+    let mut eval = MultiLabelEval::default();
+    for (g, p) in gold.iter().zip(predicted) {
+        eval.add(g, p);
+    }
+    (eval.micro().f1, eval.macro_supported().f1)
+}
+
+fn over(concepts: &[String], probs: &[f32], thresholds: &[f32]) -> BTreeSet<String> {
+    concepts
+        .iter()
+        .zip(probs)
+        .zip(thresholds)
+        .filter(|((_, p), t)| **p >= **t)
+        .map(|((c, _), _)| c.clone())
+        .collect()
+}
+
+/// The report model's calibrated finding logits of every report, from a
+/// cache that names the model's weights by hash (about 2 minutes to compute).
+fn cached_text_logits(
+    report_model: &ReportTagger,
+    text_model: &Path,
+    rules: &RulePipeline,
+    by_split: &HashMap<Split, Vec<LabelledReport>>,
+    cache: &Path,
+) -> Result<HashMap<String, Vec<f32>>> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Cache {
+        model: String,
+        logits: HashMap<String, Vec<f32>>,
+    }
+    let weights = std::fs::read(text_model.join("model.gguf"))
+        .or_else(|_| std::fs::read(text_model.join("model.safetensors")))
+        .with_context(|| format!("no weights in {}", text_model.display()))?;
+    let model = sha256_hex(&weights);
+    if let Some(c) = std::fs::read(cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Cache>(&b).ok())
+        .filter(|c| c.model == model)
+    {
+        eprintln!("report model logits from {}", cache.display());
+        return Ok(c.logits);
+    }
+    let count: usize = by_split.values().map(Vec::len).sum();
+    let progress = bar(count, "report model logits");
+    let mut logits = HashMap::new();
+    for r in by_split.values().flatten() {
+        match report_model.analyse(rules, &r.text, true) {
+            Ok(a) => {
+                logits.insert(
+                    r.id.clone(),
+                    a.probabilities
+                        .iter()
+                        .map(|&p| logit(p))
+                        .collect::<Vec<f32>>(),
+                );
+            }
+            Err(e) => eprintln!("note: report {} has no text input: {e}", r.id),
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    std::fs::write(
+        cache,
+        serde_json::to_vec(&Cache {
+            model,
+            logits: logits.clone(),
+        })?,
+    )?;
+    Ok(logits)
+}
+
+#[allow(clippy::too_many_lines)]
+fn train(
+    data: &ReportData,
+    text_model: &Path,
+    image_run: &Path,
+    nih: &Path,
+    out: &Path,
+    settings: fusion::FusionTraining,
+) -> Result<u8> {
+    let rules = RulePipeline::embedded();
+    let report_model = load_tagger(text_model)?;
+    let concepts = report_model.config.concepts.clone();
+    let image_config: ImageModelConfig = serde_json::from_slice(
+        &std::fs::read(image_run.join("config.json"))
+            .with_context(|| format!("cannot read {}/config.json", image_run.display()))?,
+    )?;
+    let shared: BTreeSet<String> = image_config
+        .outputs
+        .iter()
+        .filter(|o| concepts.contains(o))
+        .cloned()
+        .collect();
+    let image_known: Vec<f32> = concepts
+        .iter()
+        .map(|c| f32::from(u8::from(shared.contains(c))))
+        .collect();
+
+    let by_split = data.load(&rules, &[])?;
+    let text_logits = cached_text_logits(
+        &report_model,
+        text_model,
+        &rules,
+        &by_split,
+        &image_run.join("fusion-text-logits.json"),
+    )?;
+
+    // Images: cached pooled features and the head's logits.
+    let labels_csv = nih.join("labels.csv");
+    let nih_images = read_labels(
+        &std::fs::read_to_string(&labels_csv)
+            .with_context(|| format!("cannot read {}", labels_csv.display()))?,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let cache = image_run.join("features.safetensors");
+    let cached = candle_core::safetensors::load(&cache, &Device::Cpu).with_context(|| {
+        format!(
+            "cannot read {}; run `integrabner image train`",
+            cache.display()
+        )
+    })?;
+    let image_inputs = |name: &str| -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let x = cached
+            .get(name)
+            .with_context(|| format!("{} has no {name} features", cache.display()))?;
+        Ok(x.to_vec2::<f32>()?
+            .into_iter()
+            .zip(head_logits(image_run, x)?)
+            .collect())
+    };
+    let train_features = [image_inputs("train")?, image_inputs("train_mirrored")?].concat();
+    let empty = Vec::new();
+    let make = |split: Split, features: &[(Vec<f32>, Vec<f32>)], per_image: usize| {
+        split_data(
+            split,
+            by_split.get(&split).unwrap_or(&empty),
+            &text_logits,
+            &of_split(&nih_images, split),
+            features,
+            &concepts,
+            &shared,
+            &image_known,
+            per_image,
+        )
+    };
+    // Mirrored copies follow the originals: `split_data` cycles the
+    // features, so the image list is given twice.
+    let train_images: Vec<&NihImage> = of_split(&nih_images, Split::Train)
+        .into_iter()
+        .cycle()
+        .take(train_features.len())
+        .collect();
+    let train_set = split_data(
+        Split::Train,
+        by_split.get(&Split::Train).unwrap_or(&empty),
+        &text_logits,
+        &train_images,
+        &train_features,
+        &concepts,
+        &shared,
+        &image_known,
+        2,
+    );
+    let validation = make(Split::Validation, &image_inputs("validation")?, 1);
+    let test = make(Split::Test, &image_inputs("test")?, 1);
+
+    let config = FusionConfig {
+        concepts: concepts.clone(),
+        image_outputs: image_config.outputs.clone(),
+        image_features: train_features[0].0.len(),
+        width: 64,
+        heads: 4,
+        thresholds: vec![0.5; concepts.len()],
+        vocabulary_version: report_model.config.vocabulary_version.clone(),
+    };
+    let train_examples = [
+        train_set.reports.clone(),
+        train_set.images.clone(),
+        train_set.pairs.clone(),
+    ]
+    .concat();
+    let val_examples = [
+        validation.reports.clone(),
+        validation.images.clone(),
+        validation.pairs.clone(),
+    ]
+    .concat();
+    let started = std::time::Instant::now();
+    let trained = fusion::train(
+        &config,
+        &train_examples,
+        &val_examples,
+        &image_known,
+        settings,
+    )?;
+    eprintln!(
+        "trained: {} epochs (best {}, validation loss {:.4}) in {:.0} s",
+        trained.epochs,
+        trained.best_epoch,
+        trained.validation_loss,
+        started.elapsed().as_secs_f64()
+    );
+
+    // Thresholds on the validation pairs (fusion serves cases with both a
+    // report and an image), then write and reload the written model.
+    let fitted = FusionTagger::from_tensors(config.clone(), trained.tensors.clone())?;
+    let scored: Vec<bool> = image_known.iter().map(|&k| k > 0.0).collect();
+    let (thresholds, fitted_f1, fixed_f1) = fusion::choose_thresholds(
+        &probabilities(&fitted, &validation.pairs)?,
+        &validation.pairs,
+        report_model.config.threshold,
+        &scored,
+    );
+    eprintln!(
+        "thresholds: per concept {fitted_f1:.4} vs the report model's {:.2} everywhere {fixed_f1:.4} (two folds of the validation pairs); using {}",
+        report_model.config.threshold,
+        if fitted_f1 > fixed_f1 { "per concept" } else { "the report model's" }
+    );
+    let config = FusionConfig {
+        thresholds,
+        ..config
+    };
+    std::fs::create_dir_all(out)?;
+    let config_json = serde_json::to_string_pretty(&config)?;
+    let gguf = integrabner_models::quantized::to_gguf(&trained.tensors, &[])?;
+    std::fs::write(out.join("config.json"), &config_json)?;
+    std::fs::write(out.join("model.gguf"), &gguf)?;
+    let written = FusionTagger::from_bytes(config_json.as_bytes(), &gguf)?;
+
+    let (md, _) = evaluate(
+        &written,
+        report_model.config.threshold,
+        &image_config,
+        &validation,
+        "validation",
+    )?;
+    println!("{md}");
+    let (md, metrics) = evaluate(
+        &written,
+        report_model.config.threshold,
+        &image_config,
+        &test,
+        "test",
+    )?;
+    println!("{md}");
+    crate::export::write_model_manifest(out, &FUSION_MODEL_FILES, PROVENANCE, metrics)?;
+    Ok(EXIT_OK)
+}
+
+/// The test tables and the metrics for the manifest.
+fn evaluate(
+    fusion: &FusionTagger,
+    text_threshold: f32,
+    image_config: &ImageModelConfig,
+    test: &SplitData,
+    split: &str,
+) -> Result<(String, BTreeMap<String, f64>)> {
+    let concepts = &fusion.config.concepts;
+    let thresholds = &fusion.config.thresholds;
+    let text_thresholds = vec![text_threshold; concepts.len()];
+    // Image model thresholds on the concept axis; concepts it does not
+    // score are never predicted by it.
+    let mut image_thresholds = vec![f32::INFINITY; concepts.len()];
+    for (o, t) in image_config.outputs.iter().zip(&image_config.thresholds) {
+        if let Some(c) = concepts.iter().position(|c| c == o) {
+            image_thresholds[c] = *t;
+        }
+    }
+    let image_probs = |e: &Example| -> Vec<f32> {
+        let (_, logits) = e.image.as_ref().expect("an image");
+        let mut p = vec![0.0; concepts.len()];
+        for (o, l) in image_config.outputs.iter().zip(logits) {
+            if let Some(c) = concepts.iter().position(|c| c == o) {
+                p[c] = sigmoid(*l);
+            }
+        }
+        p
+    };
+    let text_probs = |e: &Example| -> Vec<f32> {
+        e.text
+            .as_ref()
+            .expect("a report")
+            .iter()
+            .map(|&l| sigmoid(l))
+            .collect()
+    };
+    let mut metrics = BTreeMap::new();
+    let mut md = String::new();
+
+    // Reports alone.
+    let fused = probabilities(fusion, &test.reports)?;
+    let text_sets: Vec<_> = test
+        .reports
+        .iter()
+        .map(|e| over(concepts, &text_probs(e), &text_thresholds))
+        .collect();
+    let fused_sets: Vec<_> = fused
+        .iter()
+        .map(|p| over(concepts, p, thresholds))
+        .collect();
+    let (tm, ta) = f1s(&test.report_gold, &text_sets);
+    let (fm, fa) = f1s(&test.report_gold, &fused_sets);
+    let _ = writeln!(
+        md,
+        "Reports alone (OpenI {split}, {} reports), against the manual coding:\n\n| model | micro-F1 | macro-F1 |\n|---|---|---|\n| report model | {tm:.3} | {ta:.3} |\n| fusion, text only | {fm:.3} | {fa:.3} |\n",
+        test.reports.len()
+    );
+    metrics.insert(format!("{split} text-only micro-f1"), fm);
+    metrics.insert(format!("{split} text-only micro-f1 report model"), tm);
+
+    // Images alone: ROC-AUC per shared concept.
+    let fused = probabilities(fusion, &test.images)?;
+    let _ = writeln!(
+        md,
+        "Images alone (NIH {split}, {} images), ROC-AUC:\n\n| concept | positives | image model | fusion, image only |\n|---|---|---|---|",
+        test.images.len()
+    );
+    let (mut sum_image, mut sum_fused, mut n) = (0.0, 0.0, 0);
+    for (c, concept) in concepts.iter().enumerate() {
+        if test.images.first().is_none_or(|e| e.mask[c] == 0.0) {
+            continue;
+        }
+        let pairs = |p: &dyn Fn(usize) -> f32| -> Vec<(f32, bool)> {
+            test.images
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (p(i), e.labels[c] > 0.5))
+                .collect()
+        };
+        let positives = test.images.iter().filter(|e| e.labels[c] > 0.5).count();
+        let image = roc_auc(&pairs(&|i| image_probs(&test.images[i])[c]));
+        let fusedauc = roc_auc(&pairs(&|i| fused[i][c]));
+        if let (Some(a), Some(b)) = (image, fusedauc) {
+            let _ = writeln!(md, "| {concept} | {positives} | {a:.3} | {b:.3} |");
+            sum_image += a;
+            sum_fused += b;
+            n += 1;
+        }
+    }
+    let (mi, mf) = (sum_image / n.max(1) as f64, sum_fused / n.max(1) as f64);
+    let _ = writeln!(md, "| mean of {n} | | {mi:.3} | {mf:.3} |\n");
+    metrics.insert(format!("{split} image-only mean roc-auc"), mf);
+    metrics.insert(format!("{split} image-only mean roc-auc image model"), mi);
+
+    // Constructed pairs: each model alone and fused.
+    let is_shared = |c: &String| {
+        concepts
+            .iter()
+            .position(|x| x == c)
+            .is_some_and(|i| image_thresholds[i].is_finite())
+    };
+    let sets = |probs: &[Vec<f32>], t: &[f32], only_shared: bool| -> Vec<BTreeSet<String>> {
+        probs
+            .iter()
+            .map(|p| {
+                let mut s = over(concepts, p, t);
+                s.retain(|c| !only_shared || is_shared(c));
+                s
+            })
+            .collect()
+    };
+    let shared_gold: Vec<BTreeSet<String>> = test
+        .pair_gold
+        .iter()
+        .map(|g| g.iter().filter(|c| is_shared(c)).cloned().collect())
+        .collect();
+    let _ = writeln!(
+        md,
+        "Constructed pairs (NIH {split} image + OpenI {split} report with the same findings among the 14 shared concepts; {} pairs):\n\n| model | micro-F1, all concepts | micro-F1, 14 shared concepts |\n|---|---|---|",
+        test.pairs.len()
+    );
+    let text_p: Vec<Vec<f32>> = test.pairs.iter().map(text_probs).collect();
+    let image_p: Vec<Vec<f32>> = test.pairs.iter().map(image_probs).collect();
+    let fused = probabilities(fusion, &test.pairs)?;
+    for (name, probs, t) in [
+        ("report model", &text_p, text_thresholds.as_slice()),
+        ("image model", &image_p, image_thresholds.as_slice()),
+        ("fusion, both", &fused, thresholds.as_slice()),
+    ] {
+        let (all, _) = f1s(&test.pair_gold, &sets(probs, t, false));
+        let (shared, _) = f1s(&shared_gold, &sets(probs, t, true));
+        let _ = writeln!(md, "| {name} | {all:.3} | {shared:.3} |");
+        let key = name.replace(", ", " ");
+        metrics.insert(format!("{split} pairs micro-f1 {key}"), all);
+        metrics.insert(format!("{split} pairs shared micro-f1 {key}"), shared);
+    }
+    metrics.insert(format!("{split} pairs"), test.pairs.len() as f64);
+    Ok((md, metrics))
+}
+
+pub fn run(command: FusionCommand) -> Result<u8> {
+    match command {
+        FusionCommand::Train {
+            source,
+            split_file,
+            text_model,
+            image_run,
+            nih,
+            out,
+            seed,
+            learning_rate,
+            modality_dropout,
+        } => {
+            let data = ReportData {
+                source,
+                silver: PathBuf::new(),
+                split_file,
+            };
+            let settings = fusion::FusionTraining {
+                learning_rate,
+                modality_dropout,
+                seed,
+            };
+            train(&data, &text_model, &image_run, &nih, &out, settings)
+        }
+    }
+}
