@@ -307,6 +307,39 @@ fn sentence_at(doc: &Doc, at: usize) -> String {
         .unwrap_or_default()
 }
 
+/// The most frequent span errors: silver spans the model missed and model
+/// spans the silver lacks, by (lower-cased text, label), with how many of
+/// each a boundary overlap would explain.
+fn span_errors_markdown(reports: &[LabelledReport], outputs: &[ReportOutput]) -> String {
+    let mut counts: BTreeMap<(&str, String, String), (usize, usize)> = BTreeMap::new();
+    for (r, o) in reports.iter().zip(outputs) {
+        let key = |e: &integrabner_core::Entity| (e.start, e.end, e.label);
+        let gold: BTreeSet<_> = r.silver.iter().map(key).collect();
+        let found: BTreeSet<_> = o.prediction.entities.iter().map(key).collect();
+        for (kind, mine, theirs, all) in [
+            ("missed", &r.silver, &found, &o.prediction.entities),
+            ("spurious", &o.prediction.entities, &gold, &r.silver),
+        ] {
+            for e in mine.iter().filter(|e| !theirs.contains(&key(e))) {
+                let overlaps = all.iter().any(|x| x.start < e.end && e.start < x.end);
+                let c = counts
+                    .entry((kind, e.text.to_lowercase(), format!("{:?}", e.label)))
+                    .or_default();
+                c.0 += 1;
+                c.1 += usize::from(overlaps);
+            }
+        }
+    }
+    let mut rows: Vec<_> = counts.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
+    let mut s = String::from("The 15 most frequent span errors (text, label; \"overlapping\": the other side has a span that overlaps it, i.e. a boundary or label disagreement):\n\n| error | text | label | count | overlapping |\n|---|---|---|---|---|\n");
+    for ((kind, text, label), (n, overlapping)) in rows.into_iter().take(15) {
+        let _ = writeln!(s, "| {kind} | {text} | {label} | {n} | {overlapping} |");
+    }
+    s.push('\n');
+    s
+}
+
 /// The evaluation of the report model on `reports` as Markdown.
 fn evaluation_markdown(
     tagger: &ReportTagger,
@@ -351,6 +384,7 @@ fn evaluation_markdown(
         sp.true_positives,
         with_rules.assertion_correct as f64 / sp.true_positives.max(1) as f64
     );
+    s.push_str(&span_errors_markdown(reports, &outputs));
     s.push_str("Coded findings against the manual MeSH coding:\n\n| system | micro P | micro R | micro F1 | macro P | macro R | macro F1 |\n|---|---|---|---|---|---|---|\n");
     for (name, e) in [
         ("rule labeler", &rule_eval),

@@ -403,12 +403,15 @@ impl ReportTagger {
                 candle_nn::ops::softmax(&self.model.assertion_logits(&hidden, &pool)?, D::Minus1)?
                     .to_vec2()?;
             for ((words, label, score), a) in found.into_iter().zip(assertion) {
+                let Some(concept) = rules.labeler.link(&doc.tokens[words.clone()]) else {
+                    continue;
+                };
                 let chars = doc.char_range(&words);
                 let (class, _) = argmax(&a);
                 doc.spans.push(Span {
                     start: chars.start,
                     end: chars.end,
-                    concept: rules.labeler.link(&doc.tokens[words.clone()]),
+                    concept: Some(concept),
                     section: doc.section_of(words.start),
                     tokens: words,
                     label,
