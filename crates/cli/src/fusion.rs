@@ -5,7 +5,6 @@ use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use integrabner_core::bundle::{sha256_hex, FUSION_MODEL_FILES};
 use integrabner_core::metrics::{roc_auc, MultiLabelEval};
 use integrabner_core::nih::{read_labels, NihImage};
@@ -75,17 +74,6 @@ struct SplitData {
     images: Vec<Example>,
     pairs: Vec<Example>,
     pair_gold: Vec<BTreeSet<String>>,
-}
-
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let b = ProgressBar::new(len as u64);
-    b.set_style(
-        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} ({eta} left)")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    b.set_message(what.to_string());
-    b
 }
 
 fn labels_of(concepts: &[String], positive: &BTreeSet<String>) -> Vec<f32> {
@@ -225,7 +213,7 @@ fn cached_text_logits(
         return Ok(c.logits);
     }
     let count: usize = by_split.values().map(Vec::len).sum();
-    let progress = bar(count, "report model logits");
+    let progress = crate::progress_bar(count, "report model logits", "reports");
     let mut logits = HashMap::new();
     for r in by_split.values().flatten() {
         match report_model.analyse(rules, &r.text, true) {

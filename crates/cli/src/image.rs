@@ -3,7 +3,6 @@
 use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use integrabner_core::bundle::IMAGE_MODEL_FILES;
 use integrabner_core::calibration::{best_threshold, f1_at};
 use integrabner_core::image_input::decode;
@@ -80,7 +79,7 @@ fn export(model: &Path, weights: &Path, nih: &Path, out: &Path) -> Result<u8> {
     let test = image::of_split(&images, Split::Test);
     let written = ImageTagger::from_bytes(&config_json, &gguf)?;
     let full = ImageTagger::from_tensors(config.clone(), tensors)?;
-    let progress = bar(test.len(), "test, written vs f32");
+    let progress = crate::progress_bar(test.len(), "test, written vs f32", "images");
     // Per image: written model's probabilities, f32 model's, targets.
     let mut scored: Vec<[Vec<f32>; 3]> = Vec::new();
     for img in &test {
@@ -124,17 +123,6 @@ fn read_images(nih: &Path) -> Result<Vec<NihImage>> {
     read_labels(&text).map_err(anyhow::Error::msg)
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let b = ProgressBar::new(len as u64);
-    b.set_style(
-        ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len} images ({eta} left)")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    b.set_message(what.to_string());
-    b
-}
-
 /// Features of every split, from the cache when it describes these images.
 fn cached_features(
     nih: &Path,
@@ -163,7 +151,7 @@ fn cached_features(
     let mut out = HashMap::new();
     for (name, split, mirrored) in splits {
         let part = image::of_split(images, split);
-        let progress = bar(part.len(), &format!("features, {name}"));
+        let progress = crate::progress_bar(part.len(), &format!("features, {name}"), "images");
         let started = std::time::Instant::now();
         out.insert(
             name.to_string(),

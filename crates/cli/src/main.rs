@@ -325,7 +325,7 @@ fn run(cli: Cli) -> Result<u8> {
                 .iter()
                 .filter(|r| split.includes(split_of(&r.id)))
                 .collect();
-            let progress = progress_bar(reports.len(), "labelling");
+            let progress = progress_bar(reports.len(), "labelling", "reports");
             let mut out = open_output(output.as_deref())?;
             for r in reports {
                 let p = labeler.predict(&r.id, &r.text())?;
@@ -362,7 +362,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             let mut labeler = ner.labeler()?;
             labeler.pipeline.findings.uncertain_is_coded = uncertain == UncertainArg::Coded;
-            let progress = progress_bar(reports.len(), "evaluating");
+            let progress = progress_bar(reports.len(), "evaluating", "reports");
             let result = eval::evaluate(
                 ner.system_name(),
                 &labeler.pipeline.vocab,
@@ -433,12 +433,14 @@ fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
     })
 }
 
-fn progress_bar(len: usize, what: &str) -> ProgressBar {
+/// The progress bar of every long command: `what` is happening to `len`
+/// items counted in `unit` (reports, images, windows).
+pub(crate) fn progress_bar(len: usize, what: &str, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{msg:>10} [{bar:40}] {pos}/{len} reports ({per_sec}, {eta} left)",
-        )
+        ProgressStyle::with_template(&format!(
+            "{{msg:>22}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}} left)"
+        ))
         .expect("valid template")
         .progress_chars("=> "),
     );

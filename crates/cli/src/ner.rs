@@ -4,7 +4,6 @@ use crate::training::TrainArgs;
 use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use integrabner_models::iob::{parse_iob, Sentence, SpanCounts};
 use integrabner_train::export;
 use integrabner_train::ner::{self, NerModel, TrainConfig, TrainData};
@@ -61,13 +60,7 @@ pub enum NerCommand {
 
 fn score(model: &NerModel, data: &Path) -> Result<SpanCounts> {
     let sentences = read_corpus(data)?;
-    let bar = ProgressBar::new(sentences.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} windows ({eta} left)")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message("tagging");
+    let bar = crate::progress_bar(sentences.len(), "tagging", "sentences");
     let counts = model.evaluate(&sentences, &bar)?;
     bar.finish_and_clear();
     Ok(counts)

@@ -470,6 +470,17 @@ fn models(dir: &str) -> PathBuf {
     workspace().join("models").join(dir)
 }
 
+/// `integrabner predict INPUT --scores` with the committed `models/NAME` of
+/// each kind named (`--text-model models/text`, …).
+fn predict_with(input: &std::path::Path, kinds: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.arg("predict").arg(input).arg("--scores");
+    for kind in kinds {
+        cmd.arg(format!("--{kind}-model")).arg(models(kind));
+    }
+    cmd.output().unwrap()
+}
+
 fn score(p: &serde_json::Value, key: &str) -> f64 {
     p["scores"][key]
         .as_f64()
@@ -497,16 +508,7 @@ fn predict_routes_each_case_through_text_image_or_both() {
         ),
     )
     .unwrap();
-    let out = bin()
-        .arg("predict")
-        .arg(&input)
-        .arg("--scores")
-        .arg("--text-model")
-        .arg(models("text"))
-        .arg("--image-model")
-        .arg(models("image"))
-        .output()
-        .unwrap();
+    let out = predict_with(&input, &["text", "image"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
@@ -648,18 +650,7 @@ fn predict_fuses_a_report_with_its_image() {
         r#"{"id":"both","text":"FINDINGS: Small right pleural effusion. Calcified granuloma. No pneumothorax.","image":"frontal.png"}"#,
     )
     .unwrap();
-    let out = bin()
-        .arg("predict")
-        .arg(&input)
-        .arg("--scores")
-        .arg("--text-model")
-        .arg(models("text"))
-        .arg("--image-model")
-        .arg(models("image"))
-        .arg("--fusion-model")
-        .arg(models("fusion"))
-        .output()
-        .unwrap();
+    let out = predict_with(&input, &["text", "image", "fusion"]);
     assert_success(&out);
     let p = &json_lines(&out.stdout)[0];
     let findings = p["findings"].as_array().unwrap();

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use integrabner_core::bundle::sha256_hex;
 use integrabner_core::calibration::best_threshold;
+use integrabner_core::metrics::Counts;
 use integrabner_models::fusion::{FusionConfig, FusionInput, FusionModel};
 use integrabner_models::rng::SplitMix64;
 use std::collections::{BTreeSet, HashMap};
@@ -376,21 +377,18 @@ pub fn fit_thresholds(
 
 /// Micro-F1 over every known (example, concept) label.
 pub fn micro_f1(probabilities: &[Vec<f32>], examples: &[Example], thresholds: &[f32]) -> f64 {
-    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    let mut counts = Counts::default();
     for (p, e) in probabilities.iter().zip(examples) {
-        for c in 0..thresholds.len() {
-            if e.mask[c] == 0.0 {
-                continue;
-            }
+        for c in (0..thresholds.len()).filter(|&c| e.mask[c] > 0.0) {
             match (p[c] >= thresholds[c], e.labels[c] > 0.5) {
-                (true, true) => tp += 1,
-                (true, false) => fp += 1,
-                (false, true) => fn_ += 1,
+                (true, true) => counts.tp += 1,
+                (true, false) => counts.fp += 1,
+                (false, true) => counts.fn_ += 1,
                 (false, false) => {}
             }
         }
     }
-    2.0 * tp as f64 / (2 * tp + fp + fn_).max(1) as f64
+    counts.prf().f1
 }
 
 /// Whether per-concept thresholds beat `default` on data they were not
