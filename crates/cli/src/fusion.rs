@@ -42,7 +42,7 @@ pub enum FusionCommand {
         text_model: PathBuf,
         /// An `image train` output: cached pooled features of every NIH
         /// split, the head and its config.
-        #[arg(long, default_value = "runs/image-efficientnet")]
+        #[arg(long, default_value = "runs/image-efficientnet-lite0")]
         image_run: PathBuf,
         /// NIH ChestX-ray14 labels (the image side's targets).
         #[arg(long, default_value = "../shared/data/nih-cxr")]

@@ -10,7 +10,9 @@ use integrabner_core::metrics::roc_auc;
 use integrabner_core::nih::{read_labels, NihImage};
 use integrabner_core::split::Split;
 use integrabner_models::efficientnet::EfficientNetConfig;
+use integrabner_models::encoder::EncoderConfig;
 use integrabner_models::image_model::{ImageModelConfig, ImageTagger};
+use integrabner_models::resnet::ResNetConfig;
 use integrabner_train::image::{self, INPUT_SIZE};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -18,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
-    /// Train the image-findings head on NIH ChestX-ray14 over frozen
-    /// EfficientNet-Lite0 features, then score it on the test split.
+    /// Train the image-findings head on NIH ChestX-ray14 over a frozen
+    /// encoder's features, then score it on the test split.
     ///
     /// Splits by patient (nih-split-v1: 0-6 train, 7 validation, 8-9 test).
     /// Features are cached in OUT/features.safetensors; the model goes to
@@ -28,14 +30,17 @@ pub enum ImageCommand {
         /// Directory with labels.csv and the images it names.
         #[arg(long, default_value = "../shared/data/nih-cxr")]
         nih: PathBuf,
-        /// EfficientNet-Lite0 ImageNet weights (safetensors).
-        #[arg(
-            long,
-            default_value = "../shared/weights/efficientnet-lite0/efficientnet-lite0.safetensors"
-        )]
-        weights: PathBuf,
-        #[arg(long, default_value = "runs/image-efficientnet")]
-        out: PathBuf,
+        #[arg(long, value_enum, default_value = "efficientnet-lite0")]
+        encoder: EncoderArg,
+        /// The encoder's ImageNet weights: for EfficientNet-Lite0 our
+        /// safetensors conversion (the default path); for ResNet-50 a
+        /// torchvision `resnet50-*.pth` or timm `model.safetensors` (none
+        /// ships with IntegraBNER).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Default: runs/image-ENCODER.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Write a trained image model into the bundle: encoder and head in one
     /// GGUF (8-bit blocks, depthwise kernels f16), its config, and a
@@ -43,13 +48,12 @@ pub enum ImageCommand {
     /// f32 model's, so that the quantization loss is on record.
     Export {
         /// The `image train` output.
-        #[arg(long, default_value = "runs/image-efficientnet")]
+        #[arg(long, default_value = "runs/image-efficientnet-lite0")]
         model: PathBuf,
-        #[arg(
-            long,
-            default_value = "../shared/weights/efficientnet-lite0/efficientnet-lite0.safetensors"
-        )]
-        weights: PathBuf,
+        /// The encoder weights the model was trained on (default: the
+        /// EfficientNet-Lite0 conversion; required for ResNet-50).
+        #[arg(long)]
+        weights: Option<PathBuf>,
         /// NIH ChestX-ray14, for the test-split scores.
         #[arg(long, default_value = "../shared/data/nih-cxr")]
         nih: PathBuf,
@@ -58,18 +62,70 @@ pub enum ImageCommand {
     },
 }
 
-const EXPORT_PROVENANCE: &str = "Image model of IntegraBNER: EfficientNet-Lite0 with ImageNet \
-weights (Apache-2.0, converted from the TensorFlow release), frozen, and a linear head trained \
-by `integrabner image train` on the NIH ChestX-ray14 sample (train split of nih-split-v1), \
-thresholds chosen on its validation split; written by `integrabner image export`.";
+/// The image encoders `image train` can use.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum EncoderArg {
+    /// EfficientNet-Lite0 with the ImageNet weights that ship in `../shared`.
+    EfficientnetLite0,
+    /// ResNet-50 from a torchvision or timm checkpoint you provide.
+    Resnet50,
+}
+
+impl EncoderArg {
+    fn name(self) -> &'static str {
+        match self {
+            Self::EfficientnetLite0 => "efficientnet-lite0",
+            Self::Resnet50 => "resnet50",
+        }
+    }
+
+    fn config(self) -> EncoderConfig {
+        match self {
+            Self::EfficientnetLite0 => EncoderConfig::EfficientNet(EfficientNetConfig::lite0()),
+            Self::Resnet50 => EncoderConfig::ResNet(ResNetConfig::resnet50()),
+        }
+    }
+}
+
+/// Where the EfficientNet-Lite0 ImageNet weights are in this workspace.
+const LITE0_WEIGHTS: &str = "../shared/weights/efficientnet-lite0/efficientnet-lite0.safetensors";
+
+/// The encoder weights to read: the ones given, else Lite0's default path.
+fn weights_of(config: &EncoderConfig, given: Option<&Path>) -> Result<PathBuf> {
+    match (given, config) {
+        (Some(p), _) => Ok(p.to_path_buf()),
+        (None, EncoderConfig::EfficientNet(_)) => Ok(LITE0_WEIGHTS.into()),
+        (None, EncoderConfig::ResNet(_)) => anyhow::bail!(
+            "ResNet-50 needs --weights: a torchvision resnet50-*.pth or a timm model.safetensors \
+             (no pretrained ResNet-50 ships with IntegraBNER)"
+        ),
+    }
+}
+
+/// Where the encoder's weights came from, for the manifest.
+fn encoder_provenance(config: &EncoderConfig) -> &'static str {
+    match config {
+        EncoderConfig::EfficientNet(_) => {
+            "EfficientNet-Lite0 with ImageNet weights (Apache-2.0, converted from the TensorFlow release)"
+        }
+        EncoderConfig::ResNet(_) => {
+            "ResNet-50 with the user's torchvision or timm ImageNet weights (see their licence)"
+        }
+    }
+}
+
+const EXPORT_PROVENANCE: &str = "frozen, and a linear head trained by `integrabner image train` \
+on the NIH ChestX-ray14 sample (train split of nih-split-v1), thresholds chosen on its \
+validation split; written by `integrabner image export`.";
 
 /// Writes the bundle directory, then scores the written model and the f32
 /// model on the test split for its manifest.
-fn export(model: &Path, weights: &Path, nih: &Path, out: &Path) -> Result<u8> {
+fn export(model: &Path, weights: Option<&Path>, nih: &Path, out: &Path) -> Result<u8> {
     let config_json = std::fs::read(model.join("config.json"))
         .with_context(|| format!("cannot read {}/config.json", model.display()))?;
     let config: ImageModelConfig = serde_json::from_slice(&config_json)?;
-    let tensors = image::model_tensors(weights, &model.join("head.safetensors"))?;
+    let weights = weights_of(&config.encoder, weights)?;
+    let tensors = image::model_tensors(&config.encoder, &weights, &model.join("head.safetensors"))?;
     std::fs::create_dir_all(out)?;
     let gguf = integrabner_models::quantized::to_gguf(&tensors, &[])?;
     std::fs::write(out.join("model.gguf"), &gguf)?;
@@ -112,7 +168,11 @@ fn export(model: &Path, weights: &Path, nih: &Path, out: &Path) -> Result<u8> {
         }
     }
     metrics.insert("test images".into(), test.len() as f64);
-    crate::export::write_model_manifest(out, &IMAGE_MODEL_FILES, EXPORT_PROVENANCE, metrics)?;
+    let provenance = format!(
+        "Image model of IntegraBNER: {}, {EXPORT_PROVENANCE}",
+        encoder_provenance(&config.encoder)
+    );
+    crate::export::write_model_manifest(out, &IMAGE_MODEL_FILES, &provenance, metrics)?;
     Ok(EXIT_OK)
 }
 
@@ -126,6 +186,7 @@ fn read_images(nih: &Path) -> Result<Vec<NihImage>> {
 /// Features of every split, from the cache when it describes these images.
 fn cached_features(
     nih: &Path,
+    config: &EncoderConfig,
     weights: &Path,
     images: &[NihImage],
     cache: &Path,
@@ -147,7 +208,7 @@ fn cached_features(
             return Ok(t);
         }
     }
-    let encoder = image::load_encoder(weights)?;
+    let encoder = image::load_encoder(config, weights)?;
     let mut out = HashMap::new();
     for (name, split, mirrored) in splits {
         let part = image::of_split(images, split);
@@ -175,13 +236,26 @@ pub fn run(command: ImageCommand) -> Result<u8> {
             weights,
             nih,
             out,
-        } => export(&model, &weights, &nih, &out),
-        ImageCommand::Train { nih, weights, out } => {
+        } => export(&model, weights.as_deref(), &nih, &out),
+        ImageCommand::Train {
+            nih,
+            encoder,
+            weights,
+            out,
+        } => {
+            let encoder_config = encoder.config();
+            let weights = weights_of(&encoder_config, weights.as_deref())?;
+            let out = out.unwrap_or_else(|| format!("runs/image-{}", encoder.name()).into());
             let images = read_images(&nih)?;
             std::fs::create_dir_all(&out)?;
             let started = std::time::Instant::now();
-            let features =
-                cached_features(&nih, &weights, &images, &out.join("features.safetensors"))?;
+            let features = cached_features(
+                &nih,
+                &encoder_config,
+                &weights,
+                &images,
+                &out.join("features.safetensors"),
+            )?;
             let feature_seconds = started.elapsed().as_secs_f64();
             let outputs = image::outputs();
             let y = |split| -> Vec<Vec<f32>> {
@@ -215,10 +289,8 @@ pub fn run(command: ImageCommand) -> Result<u8> {
                     }
                 })
                 .collect();
-            let mut encoder = EfficientNetConfig::lite0();
-            encoder.classes = 0;
             let config = ImageModelConfig {
-                encoder,
+                encoder: encoder_config.without_classifier(),
                 input_size: INPUT_SIZE,
                 outputs: outputs.clone(),
                 thresholds: thresholds.clone(),
@@ -234,7 +306,8 @@ pub fn run(command: ImageCommand) -> Result<u8> {
             let mut md = String::new();
             let _ = writeln!(
                 md,
-                "EfficientNet-Lite0 (ImageNet, frozen) + linear head. Images: {} train (+ mirrored copies), {} validation, {} test (split by patient, nih-split-v1). Features {:.0} s (cached afterwards), head {:.1} s ({} steps, validation mean AUC {:.3}).\n",
+                "{} (ImageNet, frozen) + linear head. Images: {} train (+ mirrored copies), {} validation, {} test (split by patient, nih-split-v1). Features {:.0} s (cached afterwards), head {:.1} s ({} steps, validation mean AUC {:.3}).\n",
+                encoder.name(),
                 count(Split::Train),
                 count(Split::Validation),
                 count(Split::Test),

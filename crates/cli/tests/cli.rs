@@ -710,3 +710,96 @@ fn every_model_manifest_matches_its_files() {
         }
     }
 }
+
+#[test]
+fn a_torchvision_resnet50_checkpoint_trains_exports_and_predicts() {
+    use integrabner_models::resnet::{random_weights, ResNetConfig};
+    let dir = tempfile::tempdir().unwrap();
+    // torchvision / timm names, ImageNet classifier included (it must be
+    // dropped); random values: no pretrained ResNet-50 exists here.
+    let weights = dir.path().join("resnet50.safetensors");
+    candle_core::safetensors::save(
+        &random_weights(&ResNetConfig::resnet50()).unwrap(),
+        &weights,
+    )
+    .unwrap();
+    // A small NIH-like set: 40 patients, one generated radiograph each.
+    let nih = dir.path().join("nih");
+    std::fs::create_dir_all(nih.join("images")).unwrap();
+    let mut labels =
+        String::from("file,source_resolution,finding_labels,patient_id,view,age,sex\n");
+    let findings = [
+        "No Finding",
+        "Effusion",
+        "Cardiomegaly|Effusion",
+        "Atelectasis",
+    ];
+    for p in 1..=40 {
+        let file = format!("images/{p:08}_000.png");
+        generated_png(&nih.join(&file), 64 + p, 72);
+        labels.push_str(&format!(
+            "{file},64,{},{p},PA,50,F\n",
+            findings[p as usize % 4]
+        ));
+    }
+    std::fs::write(nih.join("labels.csv"), labels).unwrap();
+
+    let run = bin()
+        .args(["image", "train", "--encoder", "resnet50", "--weights"])
+        .arg(&weights)
+        .arg("--nih")
+        .arg(&nih)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert_success(&run);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("run/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["encoder"]["layers"], serde_json::json!([3, 4, 6, 3]));
+    assert_eq!(config["encoder"]["classes"], 0);
+
+    let bundle = dir.path().join("bundle");
+    let export = bin()
+        .args(["image", "export", "--model"])
+        .arg(dir.path().join("run"))
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--nih")
+        .arg(&nih)
+        .arg("--out")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_success(&export);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["provenance"]
+        .as_str()
+        .unwrap()
+        .starts_with("Image model of IntegraBNER: ResNet-50"));
+
+    let out = bin()
+        .arg("predict")
+        .arg("--image")
+        .arg(nih.join("images/00000001_000.png"))
+        .arg("--image-model")
+        .arg(&bundle)
+        .arg("--scores")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let p = &json_lines(&out.stdout)[0];
+    assert_eq!(p["scores"].as_object().unwrap().len(), 15, "{p}");
+    assert!((0.0..=1.0).contains(&score(p, "abnormal")));
+
+    // Without weights, ResNet-50 says what it needs.
+    let missing = bin()
+        .args(["image", "train", "--encoder", "resnet50", "--nih"])
+        .arg(&nih)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("torchvision"));
+}

@@ -5,7 +5,8 @@
 //! `_fc`). Convolutions pad as TensorFlow's "same" (a stride-2 convolution
 //! pads less before than after), batch norm uses its running statistics.
 
-use candle_core::{Module, Result, Tensor, D};
+use crate::frozen_batch_norm::FrozenBatchNorm;
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -155,33 +156,6 @@ fn depthwise(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
     sum.ok_or_else(|| candle_core::Error::Msg("empty kernel".into()))
 }
 
-/// Batch norm with running statistics, folded into a scale and a shift.
-struct FrozenBatchNorm {
-    scale: Tensor,
-    shift: Tensor,
-}
-
-impl FrozenBatchNorm {
-    fn load(vb: VarBuilder, channels: usize, eps: f64) -> Result<Self> {
-        let weight = vb.get(channels, "weight")?;
-        let bias = vb.get(channels, "bias")?;
-        let mean = vb.get(channels, "running_mean")?;
-        let var = vb.get(channels, "running_var")?;
-        let scale = weight.broadcast_div(&(var + eps)?.sqrt()?)?;
-        let shift = (bias - (mean * &scale)?)?;
-        Ok(Self {
-            scale: scale.reshape((1, channels, 1, 1))?,
-            shift: shift.reshape((1, channels, 1, 1))?,
-        })
-    }
-}
-
-impl Module for FrozenBatchNorm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
-    }
-}
-
 fn relu6(x: &Tensor) -> Result<Tensor> {
     x.clamp(0f32, 6f32)
 }
@@ -297,14 +271,9 @@ impl EfficientNet {
         relu6(&self.bn1.forward(&self.head.forward(&h)?)?)
     }
 
-    /// Global average of a feature map: `[batch, head]`.
-    pub fn pool(feature_map: &Tensor) -> Result<Tensor> {
-        feature_map.flatten_from(2)?.mean(D::Minus1)
-    }
-
     /// ImageNet logits `[batch, classes]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let pooled = Self::pool(&self.feature_map(x)?)?;
+        let pooled = crate::encoder::pool(&self.feature_map(x)?)?;
         match &self.fc {
             Some(fc) => fc.forward(&pooled),
             None => Ok(pooled),

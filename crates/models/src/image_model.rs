@@ -1,10 +1,11 @@
-//! The image model: an image encoder (EfficientNet-Lite0, ImageNet weights,
-//! frozen) with a linear head over its pooled features, one sigmoid per
+//! The image model: a frozen image encoder (EfficientNet-Lite0 with ImageNet
+//! weights, or ResNet-50 from a torchvision or timm checkpoint) with a linear
+//! head over its pooled features, one sigmoid per
 //! output (`abnormal`, then vocabulary concepts). Because the head is linear
 //! over a global average, its class activation map is exact: the head's
 //! weights applied at every position of the last feature map.
 
-use crate::efficientnet::{normalize, EfficientNet, EfficientNetConfig};
+use crate::encoder::{pool, Encoder, EncoderConfig};
 use crate::quantized;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageModelConfig {
-    pub encoder: EfficientNetConfig,
+    pub encoder: EncoderConfig,
     /// Square input side in pixels.
     pub input_size: usize,
     /// Output names: `abnormal`, then vocabulary headings.
@@ -33,7 +34,7 @@ pub struct ImageModelConfig {
 pub const FIT: Fit = Fit::Pad;
 
 pub struct ImageModel {
-    pub encoder: EfficientNet,
+    pub encoder: Encoder,
     head: Linear,
 }
 
@@ -49,9 +50,9 @@ impl ImageModel {
     /// `vb` holds the encoder's names at its root and the head under `image_head`.
     pub fn load(vb: VarBuilder, config: &ImageModelConfig) -> Result<Self> {
         Ok(Self {
-            encoder: EfficientNet::load(vb.clone(), &config.encoder)?,
+            encoder: Encoder::load(vb.clone(), &config.encoder)?,
             head: linear(
-                config.encoder.head,
+                config.encoder.channels(),
                 config.outputs.len(),
                 vb.pp("image_head"),
             )?,
@@ -61,9 +62,8 @@ impl ImageModel {
     /// Probabilities and feature map of one image given as `[3, size, size]`
     /// RGB values in 0..=255 (`core::image_input::encoder_input`).
     pub fn forward(&self, rgb: &Tensor) -> Result<ImageOutput> {
-        let x = normalize(&rgb.unsqueeze(0)?)?;
-        let feature_map = self.encoder.feature_map(&x)?;
-        let logits = self.head.forward(&EfficientNet::pool(&feature_map)?)?;
+        let feature_map = self.encoder.feature_map(&rgb.unsqueeze(0)?)?;
+        let logits = self.head.forward(&pool(&feature_map)?)?;
         Ok(ImageOutput {
             probabilities: candle_nn::ops::sigmoid(&logits)?.flatten_all()?.to_vec1()?,
             feature_map,
@@ -199,9 +199,7 @@ impl ImageTagger {
                     analysis.view_of[k] = v;
                 }
             }
-            let pooled: Vec<f32> = EfficientNet::pool(&out.feature_map)?
-                .flatten_all()?
-                .to_vec1()?;
+            let pooled: Vec<f32> = pool(&out.feature_map)?.flatten_all()?.to_vec1()?;
             if analysis.features.is_empty() {
                 analysis.features = vec![0.0; pooled.len()];
             }

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use integrabner_core::image_input::{decode, encoder_input, Fit};
 use integrabner_models::efficientnet::{normalize, EfficientNet, EfficientNetConfig};
+use integrabner_models::encoder::EncoderConfig;
 use std::path::Path;
 
 const WEIGHTS: &str = "../../../shared/weights/efficientnet-lite0";
@@ -79,7 +80,7 @@ fn image_model_gives_probabilities_and_a_heat_map_per_output() {
     let mut encoder = EfficientNetConfig::lite0();
     encoder.classes = 0;
     let config = ImageModelConfig {
-        encoder,
+        encoder: EncoderConfig::EfficientNet(encoder),
         input_size: 224,
         outputs: vec!["abnormal".into(), "Cardiomegaly".into()],
         thresholds: vec![0.5, 0.5],

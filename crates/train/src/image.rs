@@ -14,7 +14,7 @@ use integrabner_core::image_input::{decode, encoder_input, Fit};
 use integrabner_core::metrics::roc_auc;
 use integrabner_core::nih::{NihImage, ABNORMAL};
 use integrabner_core::split::Split;
-use integrabner_models::efficientnet::{normalize, EfficientNet};
+use integrabner_models::encoder::{pool, Encoder, EncoderConfig};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -50,7 +50,7 @@ pub fn targets(image: &NihImage, outputs: &[String]) -> Vec<f32> {
 /// Pooled encoder features `[images, channels]` of `images` (paths relative
 /// to `data_dir`); `mirrored` flips each image left-right first.
 pub fn features(
-    encoder: &EfficientNet,
+    encoder: &Encoder,
     data_dir: &Path,
     images: &[&NihImage],
     mirrored: bool,
@@ -71,7 +71,7 @@ pub fn features(
             batch.extend(encoder_input(&img, INPUT_SIZE as u32, Fit::Pad));
         }
         let x = Tensor::from_vec(batch, (chunk.len(), 3, INPUT_SIZE, INPUT_SIZE), &device)?;
-        rows.push(EfficientNet::pool(&encoder.feature_map(&normalize(&x)?)?)?);
+        rows.push(pool(&encoder.feature_map(&x)?)?);
         progress.inc(chunk.len() as u64);
     }
     Ok(Tensor::cat(&rows, 0)?)
@@ -208,21 +208,47 @@ pub fn train_head(
 const HEAD_LEARNING_RATE: f64 = 1e-4;
 const HEAD_WEIGHT_DECAY: f64 = 1.0;
 
-/// Loads the encoder (no classifier) from an EfficientNet-Lite0 checkpoint.
-pub fn load_encoder(weights: &Path) -> Result<EfficientNet> {
-    let mut config = integrabner_models::efficientnet::EfficientNetConfig::lite0();
-    config.classes = 0;
-    let tensors = candle_core::safetensors::load(weights, &Device::Cpu)?;
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-    Ok(EfficientNet::load(vb, &config)?)
+/// The tensors of an encoder checkpoint without its ImageNet classifier:
+/// safetensors (our EfficientNet-Lite0 conversion, timm's `model.safetensors`)
+/// or a PyTorch file (torchvision's `resnet50-*.pth`); a `module.` prefix
+/// (saved from `DataParallel`) is dropped.
+pub fn encoder_tensors(config: &EncoderConfig, weights: &Path) -> Result<HashMap<String, Tensor>> {
+    let is_safetensors = weights.extension().is_some_and(|e| e == "safetensors");
+    let raw: Vec<(String, Tensor)> = if is_safetensors {
+        candle_core::safetensors::load(weights, &Device::Cpu)
+            .with_context(|| format!("cannot read {}", weights.display()))?
+            .into_iter()
+            .collect()
+    } else {
+        candle_core::pickle::read_all(weights)
+            .with_context(|| format!("cannot read {} as a PyTorch checkpoint", weights.display()))?
+    };
+    let classifier = config.classifier_prefix();
+    let mut tensors = HashMap::new();
+    for (name, t) in raw {
+        let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
+        if !name.starts_with(classifier) {
+            tensors.insert(name, t.to_dtype(DType::F32)?);
+        }
+    }
+    Ok(tensors)
+}
+
+/// Loads the encoder (no classifier) of `config` from a checkpoint.
+pub fn load_encoder(config: &EncoderConfig, weights: &Path) -> Result<Encoder> {
+    let vb = VarBuilder::from_tensors(encoder_tensors(config, weights)?, DType::F32, &Device::Cpu);
+    Encoder::load(vb, &config.without_classifier())
+        .with_context(|| format!("{} does not fit the encoder", weights.display()))
 }
 
 /// Encoder (without its ImageNet classifier) and trained head as one set of
 /// tensors: the names `ImageModel::load` reads.
-pub fn model_tensors(weights: &Path, head: &Path) -> Result<HashMap<String, Tensor>> {
-    let mut tensors = candle_core::safetensors::load(weights, &Device::Cpu)
-        .with_context(|| format!("cannot read {}", weights.display()))?;
-    tensors.retain(|name, _| !name.starts_with("_fc."));
+pub fn model_tensors(
+    config: &EncoderConfig,
+    weights: &Path,
+    head: &Path,
+) -> Result<HashMap<String, Tensor>> {
+    let mut tensors = encoder_tensors(config, weights)?;
     tensors.extend(
         candle_core::safetensors::load(head, &Device::Cpu)
             .with_context(|| format!("cannot read {}", head.display()))?,

@@ -1,7 +1,8 @@
-//! A checkpoint in Bio_ClinicalBERT's exact layout (config.json,
-//! pytorch_model.bin, vocab.txt only; `bert.` prefix; TensorFlow-era
-//! `LayerNorm.gamma/beta`; pre-training heads) loads, and gives the same
-//! numbers as the same weights in safetensors form.
+//! Checkpoints in the layouts users have: Bio_ClinicalBERT's exact layout
+//! (config.json, pytorch_model.bin, vocab.txt only; `bert.` prefix;
+//! TensorFlow-era `LayerNorm.gamma/beta`; pre-training heads), and a
+//! torchvision ResNet `.pth` saved from `DataParallel`; each loads and gives
+//! the same numbers as the same weights in safetensors form.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -220,4 +221,54 @@ fn a_bio_clinicalbert_layout_checkpoint_loads_and_matches_safetensors() {
         .to_scalar::<f32>()
         .unwrap();
     assert!(diff < 1e-6, "{diff}");
+}
+
+#[test]
+fn a_torchvision_resnet_pth_loads_like_its_safetensors() {
+    use integrabner_models::encoder::EncoderConfig;
+    use integrabner_models::resnet::{random_weights, ResNetConfig};
+    use integrabner_train::image::load_encoder;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ResNetConfig {
+        layers: vec![1, 1, 1, 1],
+        width: 4,
+        classes: 3,
+    };
+    let weights = random_weights(&config).unwrap();
+    // As `torch.save(model.state_dict())` of a DataParallel model writes it.
+    let listed: Vec<(String, Vec<usize>, Vec<f32>)> = weights
+        .iter()
+        .map(|(name, t)| {
+            (
+                format!("module.{name}"),
+                t.dims().to_vec(),
+                t.flatten_all().unwrap().to_vec1().unwrap(),
+            )
+        })
+        .collect();
+    let pth = dir.path().join("resnet-small.pth");
+    write_pth(&pth, &listed);
+    let st = dir.path().join("model.safetensors");
+    candle_core::safetensors::save(&weights, &st).unwrap();
+    let channels = config.channels();
+    let encoder = EncoderConfig::ResNet(config);
+    let x = Tensor::rand(0f32, 255.0, (1, 3, 64, 64), &Device::Cpu).unwrap();
+    let a = load_encoder(&encoder, &pth)
+        .unwrap()
+        .feature_map(&x)
+        .unwrap();
+    let b = load_encoder(&encoder, &st)
+        .unwrap()
+        .feature_map(&x)
+        .unwrap();
+    assert_eq!(a.dims(), &[1, channels, 2, 2]);
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0);
 }
