@@ -1,7 +1,7 @@
 //! `integrabner fusion`: train, score and write the fusion model.
 
 use crate::report::ReportData;
-use crate::EXIT_OK;
+use crate::{source, EXIT_OK};
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Subcommand;
@@ -11,7 +11,7 @@ use integrabner_core::nih::{read_labels, NihImage};
 use integrabner_core::split::Split;
 use integrabner_core::RulePipeline;
 use integrabner_models::fusion::{logit, FusionConfig, FusionTagger};
-use integrabner_models::image_model::ImageModelConfig;
+use integrabner_models::image_model::{ImageModelConfig, ImageTagger};
 use integrabner_models::report::ReportTagger;
 use integrabner_train::fusion::{self, construct_pairs, Example};
 use integrabner_train::image::of_split;
@@ -58,6 +58,16 @@ pub enum FusionCommand {
         /// chosen on validation loss among 0.25 and 0.5.
         #[arg(long, default_value_t = 0.5)]
         modality_dropout: f32,
+        /// The OpenI images, when you have them (NLMCXR_png names such as
+        /// CXR1_1_IM-0001-4001.png, or the CSV layout's
+        /// 1_IM-0001-4001.dcm.png): each report with its own images becomes
+        /// a real pair, in training, validation and test.
+        #[arg(long, value_name = "DIR")]
+        openi_images: Option<PathBuf>,
+        /// The image model that reads the OpenI images (the one the NIH
+        /// features came from, as shipped).
+        #[arg(long, default_value = "models/image")]
+        image_model: PathBuf,
     },
 }
 
@@ -74,6 +84,9 @@ struct SplitData {
     images: Vec<Example>,
     pairs: Vec<Example>,
     pair_gold: Vec<BTreeSet<String>>,
+    /// OpenI reports with their own images, when the user has them.
+    real: Vec<Example>,
+    real_gold: Vec<BTreeSet<String>>,
 }
 
 fn labels_of(concepts: &[String], positive: &BTreeSet<String>) -> Vec<f32> {
@@ -156,6 +169,8 @@ fn split_data(
             })
             .collect(),
         images: image_examples,
+        real: Vec::new(),
+        real_gold: Vec::new(),
     }
 }
 
@@ -242,14 +257,28 @@ fn cached_text_logits(
 }
 
 #[allow(clippy::too_many_lines)]
+/// Where `fusion train` reads its inputs.
+struct Inputs<'a> {
+    text_model: &'a Path,
+    image_run: &'a Path,
+    nih: &'a Path,
+    openi_images: Option<&'a Path>,
+    image_model: &'a Path,
+}
+
 fn train(
     data: &ReportData,
-    text_model: &Path,
-    image_run: &Path,
-    nih: &Path,
+    inputs: &Inputs,
     out: &Path,
     settings: fusion::FusionTraining,
 ) -> Result<u8> {
+    let Inputs {
+        text_model,
+        image_run,
+        nih,
+        openi_images,
+        image_model,
+    } = *inputs;
     let rules = RulePipeline::embedded();
     let report_model = load_tagger(text_model)?;
     let concepts = report_model.config.concepts.clone();
@@ -333,8 +362,53 @@ fn train(
         &image_known,
         2,
     );
-    let validation = make(Split::Validation, &image_inputs("validation")?, 1);
-    let test = make(Split::Test, &image_inputs("test")?, 1);
+    let mut validation = make(Split::Validation, &image_inputs("validation")?, 1);
+    let mut test = make(Split::Test, &image_inputs("test")?, 1);
+    let mut train_set = train_set;
+    if let Some(dir) = openi_images {
+        let image_model = ImageTagger::from_bytes(
+            &std::fs::read(image_model.join("config.json"))
+                .with_context(|| format!("cannot read {}/config.json", image_model.display()))?,
+            &std::fs::read(image_model.join("model.gguf"))
+                .with_context(|| format!("cannot read {}/model.gguf", image_model.display()))?,
+        )?;
+        let files = source::OpenIImages::open(dir)?;
+        let corpus = source::load_corpus(&data.source, None)?;
+        let views: HashMap<&str, Vec<PathBuf>> = corpus
+            .reports
+            .iter()
+            .map(|r| (r.id.as_str(), files.views(&r.images)))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        for (split, set) in [
+            (Split::Train, &mut train_set),
+            (Split::Validation, &mut validation),
+            (Split::Test, &mut test),
+        ] {
+            for r in by_split.get(&split).unwrap_or(&empty) {
+                let (Some(paths), Some(text)) = (views.get(r.id.as_str()), text_logits.get(&r.id))
+                else {
+                    continue;
+                };
+                let analysis = image_model.analyse(&source::read_views(paths)?)?;
+                set.real.push(Example {
+                    text: Some(text.clone()),
+                    image: Some((
+                        analysis.features.clone(),
+                        analysis.probabilities.iter().map(|&p| logit(p)).collect(),
+                    )),
+                    labels: labels_of(&concepts, &r.gold),
+                    mask: vec![1.0; concepts.len()],
+                });
+                set.real_gold.push(r.gold.clone());
+            }
+            eprintln!(
+                "{}: {} reports with their own images",
+                split.as_str(),
+                set.real.len()
+            );
+        }
+    }
 
     let config = FusionConfig {
         concepts: concepts.clone(),
@@ -349,12 +423,14 @@ fn train(
         train_set.reports.clone(),
         train_set.images.clone(),
         train_set.pairs.clone(),
+        train_set.real.clone(),
     ]
     .concat();
+    let val_pairs = [validation.pairs.clone(), validation.real.clone()].concat();
     let val_examples = [
         validation.reports.clone(),
         validation.images.clone(),
-        validation.pairs.clone(),
+        val_pairs.clone(),
     ]
     .concat();
     let started = std::time::Instant::now();
@@ -378,8 +454,8 @@ fn train(
     let fitted = FusionTagger::from_tensors(config.clone(), trained.tensors.clone())?;
     let scored: Vec<bool> = image_known.iter().map(|&k| k > 0.0).collect();
     let (thresholds, fitted_f1, fixed_f1) = fusion::choose_thresholds(
-        &probabilities(&fitted, &validation.pairs)?,
-        &validation.pairs,
+        &probabilities(&fitted, &val_pairs)?,
+        &val_pairs,
         report_model.config.threshold,
         &scored,
     );
@@ -514,7 +590,7 @@ fn evaluate(
     metrics.insert(format!("{split} image-only mean roc-auc"), mf);
     metrics.insert(format!("{split} image-only mean roc-auc image model"), mi);
 
-    // Constructed pairs: each model alone and fused.
+    // Pairs, constructed and real: each model alone and fused.
     let is_shared = |c: &String| {
         concepts
             .iter()
@@ -531,32 +607,50 @@ fn evaluate(
             })
             .collect()
     };
-    let shared_gold: Vec<BTreeSet<String>> = test
-        .pair_gold
-        .iter()
-        .map(|g| g.iter().filter(|c| is_shared(c)).cloned().collect())
-        .collect();
-    let _ = writeln!(
-        md,
-        "Constructed pairs (NIH {split} image + OpenI {split} report with the same findings among the 14 shared concepts; {} pairs):\n\n| model | micro-F1, all concepts | micro-F1, 14 shared concepts |\n|---|---|---|",
-        test.pairs.len()
-    );
-    let text_p: Vec<Vec<f32>> = test.pairs.iter().map(text_probs).collect();
-    let image_p: Vec<Vec<f32>> = test.pairs.iter().map(image_probs).collect();
-    let fused = probabilities(fusion, &test.pairs)?;
-    for (name, probs, t) in [
-        ("report model", &text_p, text_thresholds.as_slice()),
-        ("image model", &image_p, image_thresholds.as_slice()),
-        ("fusion, both", &fused, thresholds.as_slice()),
-    ] {
-        let (all, _) = f1s(&test.pair_gold, &sets(probs, t, false));
-        let (shared, _) = f1s(&shared_gold, &sets(probs, t, true));
-        let _ = writeln!(md, "| {name} | {all:.3} | {shared:.3} |");
-        let key = name.replace(", ", " ");
-        metrics.insert(format!("{split} pairs micro-f1 {key}"), all);
-        metrics.insert(format!("{split} pairs shared micro-f1 {key}"), shared);
+    let kinds = [
+        (
+            format!("Constructed pairs (NIH {split} image + OpenI {split} report with the same findings among the 14 shared concepts; {} pairs)", test.pairs.len()),
+            "pairs",
+            &test.pairs,
+            &test.pair_gold,
+        ),
+        (
+            format!("Real OpenI pairs ({split} reports with their own images; {})", test.real.len()),
+            "real pairs",
+            &test.real,
+            &test.real_gold,
+        ),
+    ];
+    for (title, key, pairs, gold) in kinds {
+        if pairs.is_empty() {
+            continue;
+        }
+        let shared_gold: Vec<BTreeSet<String>> = gold
+            .iter()
+            .map(|g| g.iter().filter(|c| is_shared(c)).cloned().collect())
+            .collect();
+        let _ = writeln!(
+            md,
+            "{title}:\n\n| model | micro-F1, all concepts | micro-F1, 14 shared concepts |\n|---|---|---|"
+        );
+        let text_p: Vec<Vec<f32>> = pairs.iter().map(text_probs).collect();
+        let image_p: Vec<Vec<f32>> = pairs.iter().map(image_probs).collect();
+        let fused = probabilities(fusion, pairs)?;
+        for (name, probs, t) in [
+            ("report model", &text_p, text_thresholds.as_slice()),
+            ("image model", &image_p, image_thresholds.as_slice()),
+            ("fusion, both", &fused, thresholds.as_slice()),
+        ] {
+            let (all, _) = f1s(gold, &sets(probs, t, false));
+            let (shared, _) = f1s(&shared_gold, &sets(probs, t, true));
+            let _ = writeln!(md, "| {name} | {all:.3} | {shared:.3} |");
+            let name = name.replace(", ", " ");
+            metrics.insert(format!("{split} {key} micro-f1 {name}"), all);
+            metrics.insert(format!("{split} {key} shared micro-f1 {name}"), shared);
+        }
+        let _ = writeln!(md);
+        metrics.insert(format!("{split} {key}"), pairs.len() as f64);
     }
-    metrics.insert(format!("{split} pairs"), test.pairs.len() as f64);
     Ok((md, metrics))
 }
 
@@ -572,6 +666,8 @@ pub fn run(command: FusionCommand) -> Result<u8> {
             seed,
             learning_rate,
             modality_dropout,
+            openi_images,
+            image_model,
         } => {
             let data = ReportData {
                 source,
@@ -583,7 +679,14 @@ pub fn run(command: FusionCommand) -> Result<u8> {
                 modality_dropout,
                 seed,
             };
-            train(&data, &text_model, &image_run, &nih, &out, settings)
+            let inputs = Inputs {
+                text_model: &text_model,
+                image_run: &image_run,
+                nih: &nih,
+                openi_images: openi_images.as_deref(),
+                image_model: &image_model,
+            };
+            train(&data, &inputs, &out, settings)
         }
     }
 }

@@ -5,8 +5,6 @@
 
 use crate::{open_output, source, EXIT_OK, EXIT_PARTIAL};
 use anyhow::{bail, Context, Result};
-use integrabner_core::image_input::{decode, DynamicImage};
-use integrabner_core::openi::{ImageRef, Projection};
 use integrabner_core::RulePipeline;
 use integrabner_models::case::{analyse_case, Models};
 use integrabner_models::fusion::FusionTagger;
@@ -14,7 +12,6 @@ use integrabner_models::image_model::ImageTagger;
 use integrabner_models::report::ReportTagger;
 use integrabner_train::report::load_tagger;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -114,52 +111,6 @@ struct Case {
     images: Vec<PathBuf>,
 }
 
-fn read_views(paths: &[PathBuf]) -> Result<Vec<DynamicImage>> {
-    paths
-        .iter()
-        .map(|p| {
-            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-            decode(&bytes).with_context(|| format!("{}", p.display()))
-        })
-        .collect()
-}
-
-/// Image files of a directory by their OpenI key (`IM-0001-4001`), so that
-/// both naming layouts (`CXR1_1_IM-0001-4001.png`, `1_IM-0001-4001.dcm.png`)
-/// are found.
-fn openi_image_files(dir: &Path) -> Result<HashMap<String, PathBuf>> {
-    let mut files = HashMap::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let is_image = name.as_deref().is_some_and(|n| {
-            let n = n.to_ascii_lowercase();
-            n.ends_with(".png") || n.ends_with(".jpg") || n.ends_with(".jpeg")
-        });
-        if let Some(key) = name
-            .as_deref()
-            .filter(|_| is_image)
-            .and_then(ImageRef::image_key)
-        {
-            files.insert(key.to_string(), path.clone());
-        }
-    }
-    Ok(files)
-}
-
-/// A report's images that are present, frontal views first.
-fn openi_views(images: &[ImageRef], files: &HashMap<String, PathBuf>) -> Vec<PathBuf> {
-    let mut found: Vec<(bool, PathBuf)> = images
-        .iter()
-        .filter_map(|i| {
-            let path = files.get(ImageRef::image_key(&i.id)?)?;
-            Some((i.projection != Some(Projection::Frontal), path.clone()))
-        })
-        .collect();
-    found.sort();
-    found.into_iter().map(|(_, p)| p).collect()
-}
-
 /// The cases of the input.
 fn read_cases(options: &PredictOptions) -> Result<(Vec<Case>, usize)> {
     let name = options.input.map(|p| p.to_string_lossy().into_owned());
@@ -175,8 +126,8 @@ fn read_cases(options: &PredictOptions) -> Result<(Vec<Case>, usize)> {
             }
             let corpus = source::load_corpus(path, None)?;
             let files = match options.openi_images {
-                Some(dir) => openi_image_files(dir)?,
-                None => HashMap::new(),
+                Some(dir) => source::OpenIImages::open(dir)?,
+                None => source::OpenIImages::default(),
             };
             let cases = corpus
                 .reports
@@ -184,7 +135,7 @@ fn read_cases(options: &PredictOptions) -> Result<(Vec<Case>, usize)> {
                 .map(|r| Case {
                     id: r.id.clone(),
                     text: r.text(),
-                    images: openi_views(&r.images, &files),
+                    images: files.views(&r.images),
                 })
                 .collect();
             Ok((cases, corpus.skipped()))
@@ -302,7 +253,7 @@ pub fn run(options: &PredictOptions) -> Result<u8> {
     };
     let mut out = open_output(options.output)?;
     for case in &cases {
-        let analysed = read_views(&case.images)
+        let analysed = source::read_views(&case.images)
             .and_then(|views| Ok(analyse_case(models, &case.id, &case.text, &views)?));
         match analysed {
             Ok(mut a) => {

@@ -1,7 +1,9 @@
 //! Reading OpenI from disk: a `.tgz`, a directory of XML files, or the CSV layout.
 
 use anyhow::{bail, Context, Result};
-use integrabner_core::openi::{read_csv, read_projections, read_tgz, Corpus};
+use integrabner_core::image_input::{decode, DynamicImage};
+use integrabner_core::openi::{read_csv, read_projections, read_tgz, Corpus, ImageRef, Projection};
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -76,4 +78,59 @@ fn walk_xml(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// The OpenI images a user has, by their OpenI key (`IM-0001-4001`), so that
+/// both naming layouts (`CXR1_1_IM-0001-4001.png`, `1_IM-0001-4001.dcm.png`)
+/// are found.
+#[derive(Default)]
+pub struct OpenIImages(HashMap<String, PathBuf>);
+
+impl OpenIImages {
+    /// The PNG and JPEG files of `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let mut files = HashMap::new();
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let is_image = name.as_deref().is_some_and(|n| {
+                let n = n.to_ascii_lowercase();
+                n.ends_with(".png") || n.ends_with(".jpg") || n.ends_with(".jpeg")
+            });
+            if let Some(key) = name
+                .as_deref()
+                .filter(|_| is_image)
+                .and_then(ImageRef::image_key)
+            {
+                files.insert(key.to_string(), path.clone());
+            }
+        }
+        Ok(Self(files))
+    }
+
+    /// A report's images that are present, frontal views first.
+    pub fn views(&self, images: &[ImageRef]) -> Vec<PathBuf> {
+        let mut found: Vec<(bool, PathBuf)> = images
+            .iter()
+            .filter_map(|i| {
+                let path = self.0.get(ImageRef::image_key(&i.id)?)?;
+                Some((i.projection != Some(Projection::Frontal), path.clone()))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+/// Reads and decodes image files (a case's views).
+pub fn read_views(paths: &[PathBuf]) -> Result<Vec<DynamicImage>> {
+    paths
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            decode(&bytes).with_context(|| format!("{}", p.display()))
+        })
+        .collect()
 }

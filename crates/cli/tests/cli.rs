@@ -711,20 +711,9 @@ fn every_model_manifest_matches_its_files() {
     }
 }
 
-#[test]
-fn a_torchvision_resnet50_checkpoint_trains_exports_and_predicts() {
-    use integrabner_models::resnet::{random_weights, ResNetConfig};
-    let dir = tempfile::tempdir().unwrap();
-    // torchvision / timm names, ImageNet classifier included (it must be
-    // dropped); random values: no pretrained ResNet-50 exists here.
-    let weights = dir.path().join("resnet50.safetensors");
-    candle_core::safetensors::save(
-        &random_weights(&ResNetConfig::resnet50()).unwrap(),
-        &weights,
-    )
-    .unwrap();
-    // A small NIH-like set: 40 patients, one generated radiograph each.
-    let nih = dir.path().join("nih");
+/// A small NIH-like set in `dir/nih`: 40 patients, one generated radiograph each.
+fn nih_like_set(dir: &std::path::Path) -> PathBuf {
+    let nih = dir.join("nih");
     std::fs::create_dir_all(nih.join("images")).unwrap();
     let mut labels =
         String::from("file,source_resolution,finding_labels,patient_id,view,age,sex\n");
@@ -743,6 +732,103 @@ fn a_torchvision_resnet50_checkpoint_trains_exports_and_predicts() {
         ));
     }
     std::fs::write(nih.join("labels.csv"), labels).unwrap();
+    nih
+}
+
+#[test]
+fn fusion_trains_on_real_openi_pairs_in_both_naming_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let nih = nih_like_set(dir.path());
+    let run = dir.path().join("run");
+    let lite0 =
+        workspace().join("../shared/weights/efficientnet-lite0/efficientnet-lite0.safetensors");
+    assert_success(
+        &bin()
+            .args(["image", "train", "--nih"])
+            .arg(&nih)
+            .arg("--weights")
+            .arg(&lite0)
+            .arg("--out")
+            .arg(&run)
+            .output()
+            .unwrap(),
+    );
+    // OpenI reports of every split (ids from the committed split file) with
+    // their own generated images, half named as in NLMCXR_png, half as in
+    // the CSV layout.
+    let (xml, images) = (dir.path().join("reports"), dir.path().join("images"));
+    std::fs::create_dir_all(&xml).unwrap();
+    std::fs::create_dir_all(&images).unwrap();
+    for (i, id) in [1, 3, 4, 6, 7, 2, 23, 5, 44, 59].into_iter().enumerate() {
+        let (text, mesh) = if i % 2 == 0 {
+            ("Small right pleural effusion.", "Pleural Effusion/right")
+        } else {
+            ("The lungs are clear.", "normal")
+        };
+        std::fs::write(
+            xml.join(format!("{id}.xml")),
+            format!(
+                r#"<eCitation><IUXRId id="{id}"/><Abstract><AbstractText Label="FINDINGS">{text}</AbstractText></Abstract>
+<MeSH><major>{mesh}</major></MeSH><parentImage id="CXR{id}_IM-{id:04}-1001"/></eCitation>"#
+            ),
+        )
+        .unwrap();
+        let name = if i % 2 == 0 {
+            format!("CXR{id}_IM-{id:04}-1001.png")
+        } else {
+            format!("{id}_IM-{id:04}-1001.dcm.png")
+        };
+        generated_png(&images.join(name), 80, 96);
+    }
+    let out = bin()
+        .args(["fusion", "train", "--source"])
+        .arg(&xml)
+        .arg("--split-file")
+        .arg(workspace().join("data/splits/openi-split-v1.tsv"))
+        .arg("--text-model")
+        .arg(models("text"))
+        .arg("--image-model")
+        .arg(models("image"))
+        .arg("--image-run")
+        .arg(&run)
+        .arg("--nih")
+        .arg(&nih)
+        .arg("--openi-images")
+        .arg(&images)
+        .arg("--out")
+        .arg(dir.path().join("fusion"))
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("train: 5 reports with their own images"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Real OpenI pairs (test reports with their own images; 3)"),
+        "{stdout}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("fusion/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["metrics"]["test real pairs"], 3.0);
+}
+
+#[test]
+fn a_torchvision_resnet50_checkpoint_trains_exports_and_predicts() {
+    use integrabner_models::resnet::{random_weights, ResNetConfig};
+    let dir = tempfile::tempdir().unwrap();
+    // torchvision / timm names, ImageNet classifier included (it must be
+    // dropped); random values: no pretrained ResNet-50 exists here.
+    let weights = dir.path().join("resnet50.safetensors");
+    candle_core::safetensors::save(
+        &random_weights(&ResNetConfig::resnet50()).unwrap(),
+        &weights,
+    )
+    .unwrap();
+    let nih = nih_like_set(dir.path());
 
     let run = bin()
         .args(["image", "train", "--encoder", "resnet50", "--weights"])
