@@ -113,9 +113,10 @@ pub struct Prediction {
     pub entities: Vec<Entity>,
     /// Probability of every concept the active models score (and `abnormal`
     /// for a case with an image), when asked for (`predict --scores`): what
-    /// ROC curves need. Concepts are scored by the report model when the
-    /// case has a report, else by the image model; a case with both keeps
-    /// the image model's scores apart as `image:NAME`.
+    /// ROC curves need. A case with a report and images has the fused
+    /// probabilities as `NAME` and the single models' as `text:NAME` and
+    /// `image:NAME` (without a fusion model: the report model's as `NAME`);
+    /// otherwise the one model's as `NAME`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub scores: std::collections::BTreeMap<String, f32>,
     /// A heat map for each image finding.
