@@ -35,7 +35,17 @@ pub enum ToWorker {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         image: Option<u32>,
         runs: u32,
+        /// Time this encoder (random weights) in place of the bundle's image model.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encoder: Option<BenchmarkEncoder>,
     },
+}
+
+/// An image encoder the benchmark can time without trained weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchmarkEncoder {
+    Resnet50,
 }
 
 /// Where the worker's model files came from on this start.

@@ -7,7 +7,7 @@
 mod fetch;
 mod loader;
 
-use crate::protocol::{ErrorScope, FromWorker, ToWorker};
+use crate::protocol::{BenchmarkEncoder, ErrorScope, FromWorker, ToWorker};
 use integrabner_core::image_input::{self, DynamicImage};
 use integrabner_core::RulePipeline;
 use integrabner_models::case::{analyse_case, Models};
@@ -172,8 +172,9 @@ fn handle(state: &State, image: &mut CheckedImage, data: JsValue) {
             text,
             image: shown,
             runs,
+            encoder,
         } => match image.views(shown) {
-            Ok(views) => benchmark(state, request, &text, views, runs),
+            Ok(views) => benchmark(state, request, &text, views, runs, encoder),
             Err(message) => request_error(request, message),
         },
         ToWorker::CheckImage { request, .. } => {
@@ -237,14 +238,41 @@ fn benchmark(
     text: &str,
     views: &[DynamicImage],
     runs: u32,
+    encoder: Option<BenchmarkEncoder>,
 ) -> FromWorker {
     let engine = match ready(state, request) {
         Ok(e) => e,
         Err(reply) => return reply,
     };
+    // A random-weight ResNet-50 in place of the bundle's image model: built
+    // before the clock starts.
+    let resnet = match (&encoder, &engine.image) {
+        (Some(BenchmarkEncoder::Resnet50), Some(image)) => {
+            match ImageTagger::random_resnet50(&image.config, 1) {
+                Ok(t) => Some(t),
+                Err(e) => return request_error(request, format!("cannot build ResNet-50: {e}")),
+            }
+        }
+        (Some(BenchmarkEncoder::Resnet50), None) => {
+            return request_error(request, "the bundle has no image model to mirror".into())
+        }
+        (None, _) => None,
+    };
     let started = now_ms();
     for _ in 0..runs {
-        if let Err(e) = engine.analyse("benchmark", text, views) {
+        let analysed = match &resnet {
+            Some(r) => {
+                let models = Models {
+                    rules: &engine.pipeline,
+                    report: None,
+                    image: Some(r),
+                    fusion: None,
+                };
+                analyse_case(models, "benchmark", text, views).map_err(|e| e.to_string())
+            }
+            None => engine.analyse("benchmark", text, views),
+        };
+        if let Err(e) = analysed {
             return request_error(request, format!("cannot analyse this case: {e}"));
         }
     }

@@ -824,7 +824,7 @@ fn a_torchvision_resnet50_checkpoint_trains_exports_and_predicts() {
     // dropped); random values: no pretrained ResNet-50 exists here.
     let weights = dir.path().join("resnet50.safetensors");
     candle_core::safetensors::save(
-        &random_weights(&ResNetConfig::resnet50()).unwrap(),
+        &random_weights(&ResNetConfig::resnet50(), 1).unwrap(),
         &weights,
     )
     .unwrap();

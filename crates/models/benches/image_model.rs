@@ -5,14 +5,11 @@
 //! the bundle; and a ResNet-50 image model with random weights, for its
 //! latency. Results: BENCHMARKS.md.
 
-use candle_core::{DType, Device, Tensor};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use integrabner_core::image_input::decode;
 use integrabner_core::RulePipeline;
 use integrabner_models::case::{analyse_case, Models};
-use integrabner_models::encoder::EncoderConfig;
-use integrabner_models::image_model::{ImageModelConfig, ImageTagger};
-use integrabner_models::resnet::{random_weights, ResNetConfig};
+use integrabner_models::image_model::ImageTagger;
 use std::path::Path;
 
 fn bench(c: &mut Criterion) {
@@ -48,7 +45,7 @@ fn bench(c: &mut Criterion) {
 
     // ResNet-50 with random weights (none pretrained exists here): the same
     // arithmetic as a trained one, so the same time.
-    let resnet = resnet50_with_random_weights(&image.config);
+    let resnet = ImageTagger::random_resnet50(&image.config, 1).unwrap();
     let models = Models {
         image: Some(&resnet),
         ..models
@@ -62,27 +59,3 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
-
-/// An image model like `like`'s with a ResNet-50 encoder and random weights.
-fn resnet50_with_random_weights(like: &ImageModelConfig) -> ImageTagger {
-    let encoder = ResNetConfig {
-        classes: 0,
-        ..ResNetConfig::resnet50()
-    };
-    let mut tensors = random_weights(&encoder).unwrap();
-    let outputs = like.outputs.len();
-    let device = Device::Cpu;
-    tensors.insert(
-        "image_head.weight".into(),
-        Tensor::randn(0f32, 0.02, (outputs, encoder.channels()), &device).unwrap(),
-    );
-    tensors.insert(
-        "image_head.bias".into(),
-        Tensor::zeros(outputs, DType::F32, &device).unwrap(),
-    );
-    let config = ImageModelConfig {
-        encoder: EncoderConfig::ResNet(encoder),
-        ..like.clone()
-    };
-    ImageTagger::from_tensors(config, tensors).unwrap()
-}

@@ -7,6 +7,7 @@
 
 use crate::encoder::{pool, Encoder, EncoderConfig};
 use crate::quantized;
+use crate::resnet::{random_weights, ResNetConfig};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 use integrabner_core::bundle::{model_file, BundleFile, FileRole};
@@ -142,6 +143,35 @@ impl ImageTagger {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         let model = ImageModel::load(vb, &config)?;
         Ok(Self { config, model })
+    }
+
+    /// An image model like `like` (outputs, input size) with a ResNet-50
+    /// encoder and random weights: for timing a ResNet-50, natively and in
+    /// the browser, where no trained one exists.
+    pub fn random_resnet50(
+        like: &ImageModelConfig,
+        seed: u64,
+    ) -> std::result::Result<Self, ImageError> {
+        let encoder = ResNetConfig {
+            classes: 0,
+            ..ResNetConfig::resnet50()
+        };
+        let mut tensors = random_weights(&encoder, seed)?;
+        let (outputs, channels) = (like.outputs.len(), encoder.channels());
+        let head = vec![0.01f32; outputs * channels];
+        tensors.insert(
+            "image_head.weight".into(),
+            Tensor::from_vec(head, (outputs, channels), &Device::Cpu)?,
+        );
+        tensors.insert(
+            "image_head.bias".into(),
+            Tensor::zeros(outputs, DType::F32, &Device::Cpu)?,
+        );
+        let config = ImageModelConfig {
+            encoder: EncoderConfig::ResNet(encoder),
+            ..like.clone()
+        };
+        Self::from_tensors(config, tensors)
     }
 
     /// The image model of a verified bundle (files under `image/`), if it has one.

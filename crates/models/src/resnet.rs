@@ -6,6 +6,7 @@
 //! its running statistics, folded into a scale and a shift.
 
 use crate::frozen_batch_norm::FrozenBatchNorm;
+use crate::rng::SplitMix64;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -185,13 +186,28 @@ impl ResNet {
 }
 
 /// Random weights under torchvision's names for `config` (He-scaled
-/// convolutions, batch norms near identity, `fc` when `config.classes` > 0):
-/// for tests, and for timing a ResNet-50 here, where no pretrained one exists.
-pub fn random_weights(config: &ResNetConfig) -> Result<HashMap<String, Tensor>> {
+/// convolutions, batch norms near identity, `fc` when `config.classes` > 0),
+/// reproducible from `seed` on every platform: for tests, and for timing a
+/// ResNet-50 natively and in the browser, where no pretrained one exists.
+pub fn random_weights(config: &ResNetConfig, seed: u64) -> Result<HashMap<String, Tensor>> {
     let d = candle_core::Device::Cpu;
+    let mut rng = SplitMix64::new(seed);
     let mut t = HashMap::new();
+    let mut tensor = |shape: &[usize], mean: f32, spread: f32, normal: bool| {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                let r = if normal {
+                    rng.next_normal()
+                } else {
+                    2.0 * rng.next_f32() - 1.0
+                };
+                mean + spread * r
+            })
+            .collect();
+        Tensor::from_vec(values, shape, &d)
+    };
     let mut conv_bn = |prefix: &str, conv: &str, bn: &str, cin: usize, cout: usize, k: usize| {
-        let scale = (2.0 / (cin * k * k) as f64).sqrt();
         let name = |part: &str, field: &str| {
             [prefix, part, field]
                 .iter()
@@ -200,20 +216,15 @@ pub fn random_weights(config: &ResNetConfig) -> Result<HashMap<String, Tensor>> 
                 .collect::<Vec<_>>()
                 .join(".")
         };
+        let he = (2.0 / (cin * k * k) as f32).sqrt();
         t.insert(
             name(conv, "weight"),
-            (Tensor::randn(0f32, 1.0, (cout, cin, k, k), &d)? * scale)?,
+            tensor(&[cout, cin, k, k], 0.0, he, true)?,
         );
-        t.insert(name(bn, "weight"), Tensor::rand(0.5f32, 1.5, cout, &d)?);
-        t.insert(name(bn, "bias"), Tensor::randn(0f32, 0.1, cout, &d)?);
-        t.insert(
-            name(bn, "running_mean"),
-            Tensor::randn(0f32, 0.1, cout, &d)?,
-        );
-        t.insert(
-            name(bn, "running_var"),
-            Tensor::rand(0.5f32, 1.5, cout, &d)?,
-        );
+        t.insert(name(bn, "weight"), tensor(&[cout], 1.0, 0.5, false)?);
+        t.insert(name(bn, "bias"), tensor(&[cout], 0.0, 0.1, true)?);
+        t.insert(name(bn, "running_mean"), tensor(&[cout], 0.0, 0.1, true)?);
+        t.insert(name(bn, "running_var"), tensor(&[cout], 1.0, 0.5, false)?);
         Ok::<(), candle_core::Error>(())
     };
     conv_bn("", "conv1", "bn1", 3, config.width, 7)?;
@@ -234,7 +245,7 @@ pub fn random_weights(config: &ResNetConfig) -> Result<HashMap<String, Tensor>> 
     if config.classes > 0 {
         t.insert(
             "fc.weight".into(),
-            Tensor::randn(0f32, 0.02, (config.classes, cin), &d)?,
+            tensor(&[config.classes, cin], 0.0, 0.02, true)?,
         );
         t.insert(
             "fc.bias".into(),
@@ -255,7 +266,7 @@ mod tests {
             classes: 10,
             ..ResNetConfig::resnet50()
         };
-        let tensors = random_weights(&config).unwrap();
+        let tensors = random_weights(&config, 1).unwrap();
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         let ours = ResNet::load(vb.clone(), &config).unwrap();
         let reference = candle_transformers::models::resnet::resnet50(10, vb).unwrap();

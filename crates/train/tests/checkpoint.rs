@@ -234,7 +234,7 @@ fn a_torchvision_resnet_pth_loads_like_its_safetensors() {
         width: 4,
         classes: 3,
     };
-    let weights = random_weights(&config).unwrap();
+    let weights = random_weights(&config, 1).unwrap();
     // As `torch.save(model.state_dict())` of a DataParallel model writes it.
     let listed: Vec<(String, Vec<usize>, Vec<f32>)> = weights
         .iter()
