@@ -112,6 +112,15 @@ pub fn ImageViewer(state: AppState) -> impl IntoView {
                         <figure id="image-view" data-width=img.width data-height=img.height>
                             <figcaption>
                                 {format!("{} · {} × {} px", img.name, img.width, img.height)}
+                                <span id="abnormal" class="note">
+                                    {move || {
+                                        state
+                                            .result
+                                            .get()
+                                            .and_then(|a| a.prediction.scores.get("abnormal").copied())
+                                            .map(|p| format!(" · image model: abnormal {:.0}%", p * 100.0))
+                                    }}
+                                </span>
                                 <span class="note">{note}</span>
                             </figcaption>
                             <div class="image-controls">

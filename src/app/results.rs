@@ -109,6 +109,16 @@ pub fn Results(state: AppState) -> impl IntoView {
                                     .result
                                     .get()
                                     .is_some_and(|a| a.prediction.heat_maps.iter().any(|h| h.concept == f.concept));
+                            // A fused probability shows what each model said.
+                            let parts = if f.source == FindingSource::Fusion {
+                                state
+                                    .result
+                                    .get()
+                                    .map(|a| fused_parts(&a.prediction.scores, &f.concept))
+                                    .unwrap_or_default()
+                            } else {
+                                String::new()
+                            };
                             let concept = f.concept.clone();
                             let shown_concept = f.concept.clone();
                             let map_button = has_map.then(|| {
@@ -137,7 +147,7 @@ pub fn Results(state: AppState) -> impl IntoView {
                                 >
                                     <td class=format!("term type-{}", f.concept_type.as_str())>{f.concept.clone()}</td>
                                     <td>{f.concept_type.as_str()}</td>
-                                    <td class="num">{format!("{:.0}%", f.probability * 100.0)}</td>
+                                    <td class="num" title=parts.clone()>{format!("{:.0}%", f.probability * 100.0)}</td>
                                     <td>{source}" "{map_button}</td>
                                     <td>"present"</td>
                                 </tr>
@@ -152,6 +162,20 @@ pub fn Results(state: AppState) -> impl IntoView {
             <ExportButton state=state id="export-json" title="Export JSON" file_name="integrabner-result.json" mime="application/json" render=prediction_json/>
             <ExportButton state=state id="export-csv" title="Export CSV" file_name="integrabner-result.csv" mime="text/csv" render=prediction_csv/>
         </div>
+    }
+}
+
+/// What the report model and the image model each said of a fused concept.
+fn fused_parts(scores: &std::collections::BTreeMap<String, f32>, concept: &str) -> String {
+    let part = |model: &str| {
+        scores
+            .get(&format!("{model}:{concept}"))
+            .map(|p| format!("{:.0}%", p * 100.0))
+    };
+    match (part("text"), part("image")) {
+        (Some(t), Some(i)) => format!("fused from report {t} and image {i}"),
+        (Some(t), None) => format!("report {t}; the image model does not score this concept"),
+        _ => String::new(),
     }
 }
 

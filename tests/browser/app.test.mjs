@@ -181,6 +181,10 @@ test("an image is analysed in the worker, alone and with its report, like the CL
     assert.deepEqual(both.findings.map((f) => f.concept), nativeBoth.findings.map((f) => f.concept));
     for (const [w, c] of zip(both.findings, nativeBoth.findings)) assert.ok(Math.abs(w.probability - c.probability) <= 1e-4);
     assert.ok(await page.$("#heat-map"), "a fused image finding shows its heat map");
+    // What each model said is one hover away, and the image's abnormality is shown.
+    const effusion = 'tr[data-finding][data-concept="Pleural Effusion"] td.num';
+    assert.match(await page.getAttribute(effusion, "title"), /^fused from report \d+% and image \d+%$/);
+    assert.match(await page.textContent("#abnormal"), /image model: abnormal \d+%/);
 
     // A truncated PNG and a 20,000 × 20,000 header: clear messages, no crash.
     const png = await readFile(xray);
