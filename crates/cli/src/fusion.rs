@@ -96,9 +96,8 @@ fn labels_of(concepts: &[String], positive: &BTreeSet<String>) -> Vec<f32> {
         .collect()
 }
 
-/// Image logits of pooled features through the trained head.
-fn head_logits(image_run: &Path, features: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let head = candle_core::safetensors::load(image_run.join("head.safetensors"), &Device::Cpu)?;
+/// Image logits of pooled features through the trained head (`head.safetensors`).
+fn head_logits(head: &HashMap<String, Tensor>, features: &Tensor) -> Result<Vec<Vec<f32>>> {
     let logits = features
         .matmul(&head["image_head.weight"].t()?)?
         .broadcast_add(&head["image_head.bias"])?;
@@ -137,7 +136,7 @@ fn split_data(
         .collect();
     let image_examples = image_labels
         .iter()
-        .zip(features.iter().cycle())
+        .zip(features)
         .map(|((_, labels), f)| Example {
             text: None,
             image: Some(f.clone()),
@@ -320,23 +319,28 @@ fn train(
             cache.display()
         )
     })?;
+    let head_file = image_run.join("head.safetensors");
+    let head = candle_core::safetensors::load(&head_file, &Device::Cpu)
+        .with_context(|| format!("cannot read {}", head_file.display()))?;
     let image_inputs = |name: &str| -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
         let x = cached
             .get(name)
             .with_context(|| format!("{} has no {name} features", cache.display()))?;
         Ok(x.to_vec2::<f32>()?
             .into_iter()
-            .zip(head_logits(image_run, x)?)
+            .zip(head_logits(&head, x)?)
             .collect())
     };
-    let train_features = [image_inputs("train")?, image_inputs("train_mirrored")?].concat();
     let empty = Vec::new();
-    let make = |split: Split, features: &[(Vec<f32>, Vec<f32>)], per_image: usize| {
+    let make = |split: Split,
+                images: &[&NihImage],
+                features: &[(Vec<f32>, Vec<f32>)],
+                per_image: usize| {
         split_data(
             split,
             by_split.get(&split).unwrap_or(&empty),
             &text_logits,
-            &of_split(&nih_images, split),
+            images,
             features,
             &concepts,
             &shared,
@@ -344,27 +348,23 @@ fn train(
             per_image,
         )
     };
-    // Mirrored copies follow the originals: `split_data` cycles the
-    // features, so the image list is given twice.
-    let train_images: Vec<&NihImage> = of_split(&nih_images, Split::Train)
-        .into_iter()
-        .cycle()
-        .take(train_features.len())
-        .collect();
-    let train_set = split_data(
-        Split::Train,
-        by_split.get(&Split::Train).unwrap_or(&empty),
-        &text_logits,
-        &train_images,
-        &train_features,
-        &concepts,
-        &shared,
-        &image_known,
-        2,
+    // The mirrored copies' features follow the originals', so the train
+    // images are listed twice.
+    let train_features = [image_inputs("train")?, image_inputs("train_mirrored")?].concat();
+    let train_images = of_split(&nih_images, Split::Train).repeat(2);
+    let mut train_set = make(Split::Train, &train_images, &train_features, 2);
+    let mut validation = make(
+        Split::Validation,
+        &of_split(&nih_images, Split::Validation),
+        &image_inputs("validation")?,
+        1,
     );
-    let mut validation = make(Split::Validation, &image_inputs("validation")?, 1);
-    let mut test = make(Split::Test, &image_inputs("test")?, 1);
-    let mut train_set = train_set;
+    let mut test = make(
+        Split::Test,
+        &of_split(&nih_images, Split::Test),
+        &image_inputs("test")?,
+        1,
+    );
     if let Some(dir) = openi_images {
         let image_model = ImageTagger::from_bytes(
             &std::fs::read(image_model.join("config.json"))
