@@ -116,8 +116,7 @@ pub fn ImageViewer(state: AppState) -> impl IntoView {
                                     {move || {
                                         state
                                             .result
-                                            .get()
-                                            .and_then(|a| a.prediction.scores.get("abnormal").copied())
+                                            .with(|r| r.as_ref().and_then(|a| a.prediction.scores.get("abnormal").copied()))
                                             .map(|p| format!(" · image model: abnormal {:.0}%", p * 100.0))
                                     }}
                                 </span>
@@ -162,12 +161,14 @@ pub fn ImageViewer(state: AppState) -> impl IntoView {
 /// and shifted to make the picture's part line up with the image.
 fn heat_map_overlay(state: AppState) -> Option<impl IntoView> {
     let concept = state.heat_map.get()?;
-    let analysis = state.result.get()?;
-    let map = analysis
-        .prediction
-        .heat_maps
-        .into_iter()
-        .find(|h| h.concept == concept)?;
+    let map = state.result.with(|r| {
+        r.as_ref()?
+            .prediction
+            .heat_maps
+            .iter()
+            .find(|h| h.concept == concept)
+            .cloned()
+    })?;
     let [left, top, right, bottom] = map.region;
     let (w, h) = ((right - left).max(1e-3), (bottom - top).max(1e-3));
     let cells = map

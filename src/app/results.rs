@@ -107,14 +107,12 @@ pub fn Results(state: AppState) -> impl IntoView {
                             let has_map = matches!(f.source, FindingSource::Image | FindingSource::Fusion)
                                 && state
                                     .result
-                                    .get()
-                                    .is_some_and(|a| a.prediction.heat_maps.iter().any(|h| h.concept == f.concept));
+                                    .with(|r| r.as_ref().is_some_and(|a| a.prediction.heat_maps.iter().any(|h| h.concept == f.concept)));
                             // A fused probability shows what each model said.
                             let parts = if f.source == FindingSource::Fusion {
                                 state
                                     .result
-                                    .get()
-                                    .map(|a| fused_parts(&a.prediction.scores, &f.concept))
+                                    .with(|r| r.as_ref().map(|a| fused_parts(&a.prediction.scores, &f.concept)))
                                     .unwrap_or_default()
                             } else {
                                 String::new()
