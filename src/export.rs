@@ -60,7 +60,7 @@ fn json_name<T: serde::Serialize>(value: &T) -> String {
 
 /// Quotes every field that needs it (RFC 4180), and defuses cells that a
 /// spreadsheet would run as a formula.
-fn push_row(out: &mut String, fields: &[&str]) {
+pub(crate) fn push_row(out: &mut String, fields: &[&str]) {
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');

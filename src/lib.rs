@@ -7,6 +7,7 @@
 pub mod export;
 pub mod highlight;
 pub mod protocol;
+pub mod review;
 pub mod samples;
 pub mod table;
 
