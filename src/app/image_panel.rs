@@ -4,6 +4,7 @@
 
 use super::state::AppState;
 use super::worker_client::WorkerClient;
+use integrabner_core::HeatMap;
 use js_sys::Uint8Array;
 use leptos::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -169,6 +170,11 @@ fn heat_map_overlay(state: AppState) -> Option<impl IntoView> {
             .find(|h| h.concept == concept)
             .cloned()
     })?;
+    Some(heat_map_svg(&map))
+}
+
+/// One heat map as an SVG sized and placed over its image (see above).
+pub fn heat_map_svg(map: &HeatMap) -> impl IntoView {
     let [left, top, right, bottom] = map.region;
     let (w, h) = ((right - left).max(1e-3), (bottom - top).max(1e-3));
     let cells = map
@@ -189,11 +195,11 @@ fn heat_map_overlay(state: AppState) -> Option<impl IntoView> {
             }
         })
         .collect_view();
-    Some(view! {
+    view! {
         <svg
             id="heat-map"
             class="heat-map"
-            data-concept=concept
+            data-concept=map.concept.clone()
             role="img"
             aria-label="Heat map of the selected image finding"
             viewBox=format!("0 0 {} {}", map.cols, map.rows)
@@ -205,5 +211,5 @@ fn heat_map_overlay(state: AppState) -> Option<impl IntoView> {
         >
             {cells}
         </svg>
-    })
+    }
 }

@@ -2,8 +2,10 @@
 //! Inference happens in the worker (`worker_client`); this module only shows.
 
 mod download;
+mod idb;
 mod image_panel;
 mod results;
+mod review;
 mod state;
 mod worker_client;
 
@@ -31,6 +33,13 @@ fn App() -> impl IntoView {
     let state = AppState::new();
     let client = StoredValue::new_local(WorkerClient::start(state));
     let report = RwSignal::new(String::new());
+    // `#review` is the review mode; anything else the single-report analyser.
+    let hash = RwSignal::new(window().location().hash().unwrap_or_default());
+    let hash_change = window_event_listener(ev::hashchange, move |_| {
+        hash.set(window().location().hash().unwrap_or_default())
+    });
+    on_cleanup(move || hash_change.remove());
+    let reviewing = Signal::derive(move || hash.get() == "#review");
 
     let analyze = move || {
         let text = report.get_untracked();
@@ -79,7 +88,7 @@ fn App() -> impl IntoView {
     };
 
     let keydown = window_event_listener(ev::keydown, move |ev| {
-        if (ev.ctrl_key() || ev.meta_key()) && ev.key() == "Enter" {
+        if (ev.ctrl_key() || ev.meta_key()) && ev.key() == "Enter" && !reviewing.get_untracked() {
             ev.prevent_default();
             analyze();
         }
@@ -91,8 +100,15 @@ fn App() -> impl IntoView {
             <h1>"IntegraBNER"</h1>
             <p class="tagline">"Entities and findings in chest radiology reports, computed in this page. Nothing you enter leaves your machine."</p>
             <StatusBar state=state on_retry=move || client.with_value(|c| c.spawn())/>
+            <nav class="modes" aria-label="Mode">
+                <a id="mode-analyze" href="#" aria-current=move || (!reviewing.get()).then_some("page")>"Analyze a case"</a>
+                <a id="mode-review" href="#review" aria-current=move || reviewing.get().then_some("page")>"Review session"</a>
+            </nav>
         </header>
-        <main class="layout">
+        <main class="review-main" hidden=move || !reviewing.get()>
+            <review::ReviewView state=state client=client active=reviewing/>
+        </main>
+        <main class="layout" hidden=reviewing>
             <section class="input-panel" aria-label="Input">
                 <label for="report" class="field-label">"Radiology report"</label>
                 <div class="samples" role="group" aria-label="Sample reports">

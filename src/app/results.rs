@@ -9,7 +9,7 @@ use integrabner_core::{Assertion, Entity, EntityLabel, FindingSource};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-fn label_name(label: EntityLabel) -> &'static str {
+pub(super) fn label_name(label: EntityLabel) -> &'static str {
     match label {
         EntityLabel::Anatomy => "ANATOMY",
         EntityLabel::Disease => "DISEASE",
@@ -18,7 +18,7 @@ fn label_name(label: EntityLabel) -> &'static str {
     }
 }
 
-fn assertion_name(a: Assertion) -> &'static str {
+pub(super) fn assertion_name(a: Assertion) -> &'static str {
     match a {
         Assertion::Present => "present",
         Assertion::Absent => "absent",
@@ -228,7 +228,7 @@ fn SortHeader(sort: RwSignal<Sort>, key: SortKey, title: &'static str) -> impl I
 }
 
 #[component]
-fn Legend() -> impl IntoView {
+pub(super) fn Legend() -> impl IntoView {
     view! {
         <ul class="legend" aria-label="Legend">
             <li><mark class="ent label-ANATOMY">"Anatomy"</mark></li>
@@ -254,7 +254,7 @@ fn highlighted(a: &Analysis) -> impl IntoView {
         .collect_view()
 }
 
-fn entity_mark(text: String, e: &Entity) -> impl IntoView {
+pub(super) fn entity_mark(text: String, e: &Entity) -> impl IntoView {
     let label = label_name(e.label);
     let assertion = assertion_name(e.assertion);
     let concept = e.concept.clone().unwrap_or_default();

@@ -3,9 +3,12 @@
 
 use super::state::{AppState, Phase};
 use crate::protocol::{ErrorScope, FromWorker, ToWorker, WORKER_SCRIPT};
+use futures_channel::oneshot;
+use integrabner_core::Prediction;
 use js_sys::{Array, Uint8Array};
 use leptos::prelude::*;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
@@ -24,7 +27,15 @@ struct Inner {
     running: RefCell<Option<Running>>,
     next_request: Cell<u32>,
     crashes: Cell<u32>,
+    /// Requests whose reply goes to an awaiting caller (the review session)
+    /// instead of the page state. Dropped senders tell the caller the worker
+    /// is gone.
+    waiters: RefCell<HashMap<u32, oneshot::Sender<FromWorker>>>,
 }
+
+const NOT_RUNNING: &str = "the analysis worker is not running";
+/// The error of an awaited request whose worker stopped before replying.
+pub const WORKER_STOPPED: &str = "the analysis worker stopped before it answered";
 
 #[derive(Clone)]
 pub struct WorkerClient {
@@ -39,6 +50,7 @@ impl WorkerClient {
                 running: RefCell::new(None),
                 next_request: Cell::new(0),
                 crashes: Cell::new(0),
+                waiters: RefCell::new(HashMap::new()),
             }),
             state,
         };
@@ -51,6 +63,7 @@ impl WorkerClient {
         if let Some(old) = self.inner.running.borrow_mut().take() {
             old.worker.terminate();
         }
+        self.inner.waiters.borrow_mut().clear();
         self.state.set_phase(Phase::Loading, "Loading models…");
         self.state.progress.set(None);
         let worker = match Worker::new(WORKER_SCRIPT) {
@@ -134,6 +147,41 @@ impl WorkerClient {
         Some(request)
     }
 
+    /// The worker's reply to `request`, for callers that await it.
+    async fn reply(&self, request: u32) -> Result<FromWorker, String> {
+        let (send, receive) = oneshot::channel();
+        self.inner.waiters.borrow_mut().insert(request, send);
+        match receive.await {
+            Ok(FromWorker::Error { message, .. }) => Err(message),
+            Ok(reply) => Ok(reply),
+            Err(_) => Err(WORKER_STOPPED.into()),
+        }
+    }
+
+    /// Checks an image and keeps it in the worker for the next analysis;
+    /// returns the request that names it.
+    pub async fn checked_image(&self, name: &str, bytes: &Uint8Array) -> Result<u32, String> {
+        let request = self.check_image(name, bytes).ok_or(NOT_RUNNING)?;
+        match self.reply(request).await? {
+            FromWorker::ImageChecked { .. } => Ok(request),
+            other => Err(format!("unexpected reply from the worker: {other:?}")),
+        }
+    }
+
+    /// Analyses a case and returns the prediction, without touching the page.
+    pub async fn prediction(
+        &self,
+        id: &str,
+        text: String,
+        image: Option<u32>,
+    ) -> Result<Prediction, String> {
+        let request = self.analyze(id, text, image).ok_or(NOT_RUNNING)?;
+        match self.reply(request).await? {
+            FromWorker::Result { prediction, .. } => Ok(prediction),
+            other => Err(format!("unexpected reply from the worker: {other:?}")),
+        }
+    }
+
     fn crashed(&self, why: &str) {
         let crashes = self.inner.crashes.get() + 1;
         self.inner.crashes.set(crashes);
@@ -154,6 +202,21 @@ impl WorkerClient {
     }
 
     fn receive(&self, message: FromWorker) {
+        let awaited = match &message {
+            FromWorker::Result { request, .. }
+            | FromWorker::ImageChecked { request, .. }
+            | FromWorker::Error {
+                request: Some(request),
+                scope: ErrorScope::Request,
+                ..
+            } => self.inner.waiters.borrow_mut().remove(request),
+            _ => None,
+        };
+        if let Some(waiter) = awaited {
+            self.inner.crashes.set(0);
+            let _ = waiter.send(message);
+            return;
+        }
         let state = &self.state;
         match message {
             FromWorker::Progress { loaded, total, .. } => state.progress.set(Some((loaded, total))),
@@ -202,7 +265,10 @@ impl WorkerClient {
                 scope,
             } => match scope {
                 ErrorScope::Request => state.request_failed(request, &message),
-                ErrorScope::Bundle => state.set_phase(Phase::Error, &message),
+                ErrorScope::Bundle => {
+                    self.inner.waiters.borrow_mut().clear();
+                    state.set_phase(Phase::Error, &message)
+                }
                 ErrorScope::Crash => self.crashed(&message),
             },
         }

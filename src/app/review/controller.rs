@@ -1,0 +1,593 @@
+//! The review session's state and every change to it. Each change goes
+//! through [`Review::change`], which counts reviewing time and saves.
+
+use super::super::idb::{Db, CURRENT, IMAGE_STORE, SESSION_STORE};
+use super::super::state::{AppState, Phase};
+use super::super::worker_client::{WorkerClient, WORKER_STOPPED};
+use crate::review::session::{Action, Item, ItemKind, Reading, Session, Undo, Verdict};
+use crate::review::vocabulary::Headings;
+use integrabner_core::{Assertion, ConceptType};
+use js_sys::Uint8Array;
+use leptos::ev;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading a saved session.
+    Opening,
+    /// No session: choose files.
+    Start,
+    Analysing {
+        done: usize,
+        total: usize,
+    },
+    Cases,
+    Summary,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opening => "opening",
+            Self::Start => "start",
+            Self::Analysing { .. } => "analysing",
+            Self::Cases => "cases",
+            Self::Summary => "summary",
+        }
+    }
+}
+
+/// The "add" controls: what a new entity or finding will say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub concept_type: ConceptType,
+    pub concept: String,
+    pub assertion: Assertion,
+}
+
+#[derive(Clone, Copy)]
+pub struct Review {
+    pub app: AppState,
+    client: StoredValue<WorkerClient, LocalStorage>,
+    pub session: RwSignal<Option<Session>>,
+    pub stage: RwSignal<Stage>,
+    /// The item of the current case that the keyboard acts on.
+    pub focus: RwSignal<usize>,
+    pub message: RwSignal<Option<String>>,
+    /// How many saves have completed: lets a test (or a cautious user) see
+    /// that the last judgment is on disk.
+    pub saved: RwSignal<u32>,
+    /// The current case's image as a `blob:` URL, with its file name.
+    pub image: RwSignal<Option<(String, String)>>,
+    /// The image finding whose heat map is drawn.
+    pub heat_map: RwSignal<Option<String>>,
+    pub draft: RwSignal<Draft>,
+    /// The report text the expert selected: char offsets and the text.
+    pub selection: RwSignal<Option<(usize, usize, String)>>,
+    pub headings: StoredValue<Headings>,
+    undo: StoredValue<Vec<Undo>>,
+    last_tick: StoredValue<f64>,
+    db: StoredValue<Option<Db>, LocalStorage>,
+    analysing: StoredValue<bool>,
+}
+
+fn now_ms() -> f64 {
+    window().performance().map(|p| p.now()).unwrap_or(0.0)
+}
+
+impl Review {
+    pub fn new(app: AppState, client: StoredValue<WorkerClient, LocalStorage>) -> Self {
+        Self {
+            app,
+            client,
+            session: RwSignal::new(None),
+            stage: RwSignal::new(Stage::Opening),
+            focus: RwSignal::new(0),
+            message: RwSignal::new(None),
+            saved: RwSignal::new(0),
+            image: RwSignal::new(None),
+            heat_map: RwSignal::new(None),
+            draft: RwSignal::new(Draft {
+                concept_type: ConceptType::Finding,
+                concept: String::new(),
+                assertion: Assertion::Present,
+            }),
+            selection: RwSignal::new(None),
+            headings: StoredValue::new(Headings::embedded()),
+            undo: StoredValue::new(Vec::new()),
+            last_tick: StoredValue::new(now_ms()),
+            db: StoredValue::new_local(None),
+            analysing: StoredValue::new(false),
+        }
+    }
+
+    async fn db(self) -> Result<Db, String> {
+        if let Some(db) = self.db.get_value() {
+            return Ok(db);
+        }
+        let db = Db::open().await?;
+        self.db.set_value(Some(db.clone()));
+        Ok(db)
+    }
+
+    fn fail(self, what: &str, error: String) {
+        self.message.set(Some(format!("{what}: {error}")));
+    }
+
+    /// Reads the saved session, if any, and shows it where it was left.
+    pub fn resume(self) {
+        spawn_local(async move {
+            let saved = match self.db().await {
+                Ok(db) => db.get(SESSION_STORE, CURRENT).await,
+                Err(e) => Err(e),
+            };
+            match saved {
+                Ok(Some(json)) => match Session::from_json(&json.as_string().unwrap_or_default()) {
+                    Ok(session) => self.show(session),
+                    Err(e) => {
+                        self.fail("The saved session cannot be read, and is kept as it is until you start a new one", e.to_string());
+                        self.stage.set(Stage::Start);
+                    }
+                },
+                Ok(None) => self.stage.set(Stage::Start),
+                Err(e) => {
+                    self.fail("Sessions cannot be saved in this browser", e);
+                    self.stage.set(Stage::Start);
+                }
+            }
+        });
+    }
+
+    /// Shows a session just started, imported or resumed.
+    pub fn show(self, session: Session) {
+        let stage = if session.unanalysed().next().is_some() {
+            Stage::Analysing {
+                done: 0,
+                total: session.unanalysed().count(),
+            }
+        } else if session.form.is_some() {
+            Stage::Summary
+        } else {
+            Stage::Cases
+        };
+        self.undo.set_value(Vec::new());
+        self.focus.set(0);
+        self.last_tick.set_value(now_ms());
+        self.session.set(Some(session));
+        self.stage.set(stage);
+        self.load_image();
+    }
+
+    /// Writes the session to IndexedDB (transactions run in order, so the
+    /// last change always wins).
+    pub fn save(self) {
+        let Some(json) = self
+            .session
+            .with_untracked(|s| s.as_ref().map(Session::to_json))
+        else {
+            return;
+        };
+        spawn_local(async move {
+            let result = match self.db().await {
+                Ok(db) => db.put(SESSION_STORE, CURRENT, &json.into()).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => self.saved.update(|n| *n += 1),
+                Err(e) => self.fail(
+                    "This change could not be saved in the browser (export the session to keep it)",
+                    e,
+                ),
+            }
+        });
+    }
+
+    /// Changes the session: counts the time since the last change to the
+    /// case on screen, applies `f`, saves.
+    pub fn change<R>(self, f: impl FnOnce(&mut Session) -> R) -> Option<R> {
+        let now = now_ms();
+        let elapsed = now - self.last_tick.get_value();
+        self.last_tick.set_value(now);
+        let out = self.session.try_update(|s| {
+            s.as_mut().map(|s| {
+                s.spend(elapsed);
+                f(s)
+            })
+        })??;
+        self.save();
+        Some(out)
+    }
+
+    /// Applies a judgment; it can be undone.
+    pub fn judge(self, action: Action) {
+        let advance = matches!(action, Action::Accept(_) | Action::Reject(_));
+        if let Some(Some(undo)) = self.change(|s| s.apply(action)) {
+            self.undo.update_value(|u| u.push(undo));
+            if advance {
+                self.move_focus(1);
+            }
+        }
+    }
+
+    pub fn undo(self) {
+        let Some(undo) = self.undo.try_update_value(|u| u.pop()).flatten() else {
+            self.message.set(Some("Nothing to undo.".into()));
+            return;
+        };
+        let case = undo.case;
+        self.change(|s| s.undo(undo));
+        self.after_navigation(case);
+    }
+
+    pub fn go_to(self, index: usize) {
+        let before = self.current();
+        self.change(|s| s.go_to(index));
+        if self.current() != before {
+            self.focus.set(0);
+            self.after_navigation(self.current().unwrap_or(0));
+        }
+    }
+
+    pub fn step(self, delta: isize) {
+        if let Some(current) = self.current() {
+            self.go_to(current.saturating_add_signed(delta));
+        }
+    }
+
+    fn after_navigation(self, _case: usize) {
+        self.heat_map.set(None);
+        self.selection.set(None);
+        self.load_image();
+    }
+
+    pub fn current(self) -> Option<usize> {
+        self.session
+            .with_untracked(|s| s.as_ref().map(|s| s.current))
+    }
+
+    pub fn item_count(self) -> usize {
+        self.session.with_untracked(|s| {
+            s.as_ref()
+                .and_then(|s| s.cases.get(s.current))
+                .map_or(0, |c| c.items.len())
+        })
+    }
+
+    pub fn move_focus(self, delta: isize) {
+        let n = self.item_count();
+        if n > 0 {
+            self.focus
+                .update(|f| *f = f.saturating_add_signed(delta).min(n - 1));
+        }
+    }
+
+    /// A reading of `concept` from the vocabulary (its type wins over the
+    /// type control); an empty concept keeps the control's type.
+    pub fn reading_of(
+        self,
+        concept: &str,
+        concept_type: ConceptType,
+        assertion: Assertion,
+    ) -> Result<Reading, String> {
+        if concept.trim().is_empty() {
+            return Ok(Reading {
+                concept_type,
+                concept: None,
+                assertion,
+            });
+        }
+        self.headings.with_value(|h| {
+            h.find(concept)
+                .map(|(heading, t)| Reading {
+                    concept_type: t,
+                    concept: Some(heading.to_string()),
+                    assertion,
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "\u{201c}{}\u{201d} is not in the vocabulary; pick one of the suggestions",
+                        concept.trim()
+                    )
+                })
+        })
+    }
+
+    /// Adds the selected report text as an entity the model missed.
+    pub fn add_entity(self) {
+        let Some((start, end, _)) = self.selection.get_untracked() else {
+            self.message.set(Some(
+                "Select words of the report first, then add them as an entity.".into(),
+            ));
+            return;
+        };
+        let draft = self.draft.get_untracked();
+        let item = self
+            .reading_of(&draft.concept, draft.concept_type, draft.assertion)
+            .and_then(|reading| {
+                self.session
+                    .with_untracked(|s| {
+                        s.as_ref()
+                            .and_then(|s| s.cases.get(s.current))
+                            .map(|c| c.entity_at(start, end, reading))
+                    })
+                    .unwrap_or_else(|| Err("no case is open".into()))
+            });
+        self.added(item);
+    }
+
+    /// Adds a coded finding the model missed.
+    pub fn add_finding(self) {
+        let draft = self.draft.get_untracked();
+        if draft.concept.trim().is_empty() {
+            self.message.set(Some(
+                "Type the finding's concept first (suggestions appear as you type).".into(),
+            ));
+            return;
+        }
+        let item = self
+            .reading_of(&draft.concept, draft.concept_type, Assertion::Present)
+            .and_then(|reading| {
+                let concept = reading.concept.clone().unwrap_or_default();
+                let listed = self.session.with_untracked(|s| {
+                    s.as_ref()
+                        .and_then(|s| s.cases.get(s.current))
+                        .is_some_and(|c| {
+                            c.items.iter().any(|i| {
+                                i.kind == ItemKind::Finding
+                                    && i.verdict != Verdict::Rejected
+                                    && i.judged().concept.as_deref() == Some(concept.as_str())
+                            })
+                        })
+                });
+                if listed {
+                    return Err(format!(
+                        "{concept} is already a finding of this case: accept or correct it"
+                    ));
+                }
+                Ok(Item {
+                    kind: ItemKind::Finding,
+                    span: None,
+                    text: concept,
+                    reading,
+                    score: None,
+                    source: "expert".into(),
+                    verdict: Verdict::Added,
+                    correction: None,
+                })
+            });
+        self.added(item);
+    }
+
+    fn added(self, item: Result<Item, String>) {
+        match item {
+            Ok(item) => {
+                self.message.set(None);
+                self.judge(Action::Add(item));
+                self.selection.set(None);
+                self.focus.set(self.item_count().saturating_sub(1));
+            }
+            Err(e) => self.message.set(Some(super::super::state::capitalized(&e))),
+        }
+    }
+
+    /// Shows the current case's image (kept in IndexedDB under its name).
+    fn load_image(self) {
+        let name = self.session.with_untracked(|s| {
+            s.as_ref()
+                .and_then(|s| s.cases.get(s.current))
+                .and_then(|c| c.image.clone())
+        });
+        if let Some((_, old)) = self.image.get_untracked() {
+            let _ = web_sys::Url::revoke_object_url(&old);
+        }
+        self.image.set(None);
+        let Some(name) = name else { return };
+        spawn_local(async move {
+            let Ok(db) = self.db().await else { return };
+            if let Ok(Some(blob)) = db.get(IMAGE_STORE, &name).await {
+                if let Some(url) = blob
+                    .dyn_ref::<web_sys::Blob>()
+                    .and_then(|b| web_sys::Url::create_object_url_with_blob(b).ok())
+                {
+                    self.image.set(Some((name, url)));
+                }
+            }
+        });
+    }
+
+    /// Runs the model on every case that has no output yet, one at a time,
+    /// whenever the models are ready (again, after a worker restart).
+    pub fn analyse_when_ready(self) {
+        Effect::new(move |_| {
+            let ready = self.app.phase.get() == Phase::Ready;
+            let waiting = self
+                .session
+                .with(|s| s.as_ref().is_some_and(|s| s.unanalysed().next().is_some()));
+            if ready && waiting && !self.analysing.get_value() {
+                self.analysing.set_value(true);
+                spawn_local(async move {
+                    self.analyse_pending().await;
+                    self.analysing.set_value(false);
+                });
+            }
+        });
+    }
+
+    async fn analyse_pending(self) {
+        let pending: Vec<usize> = self
+            .session
+            .with_untracked(|s| s.as_ref().map(|s| s.unanalysed().collect()))
+            .unwrap_or_default();
+        let total = pending.len();
+        for (done, index) in pending.into_iter().enumerate() {
+            self.stage.set(Stage::Analysing { done, total });
+            let Some((id, text, image)) = self.session.with_untracked(|s| {
+                s.as_ref()?
+                    .cases
+                    .get(index)
+                    .map(|c| (c.id.clone(), c.text.clone(), c.image.clone()))
+            }) else {
+                return;
+            };
+            let mut problem = None;
+            let mut image_request = None;
+            if let Some(name) = &image {
+                match self.check_image(name).await {
+                    Ok(request) => image_request = Some(request),
+                    Err(e) if e == WORKER_STOPPED => return,
+                    Err(e) => problem = Some(format!("its image {name} could not be used ({e}), so the report was analysed alone")),
+                }
+            }
+            let result = if text.trim().is_empty() && image_request.is_none() {
+                Err(problem
+                    .take()
+                    .unwrap_or_else(|| "nothing to analyse".into()))
+            } else {
+                let client = self.client.get_value();
+                client.prediction(&id, text, image_request).await
+            };
+            if matches!(&result, Err(e) if e == WORKER_STOPPED) {
+                return;
+            }
+            self.session.update(|s| {
+                if let Some(case) = s.as_mut().and_then(|s| s.cases.get_mut(index)) {
+                    match result {
+                        Ok(prediction) => {
+                            case.analysed(prediction);
+                            case.problem = problem;
+                        }
+                        Err(e) => case.problem = Some(format!("could not be analysed: {e}")),
+                    }
+                }
+            });
+            self.save();
+        }
+        self.last_tick.set_value(now_ms());
+        let finished = self
+            .session
+            .with_untracked(|s| s.as_ref().is_some_and(|s| s.form.is_some()));
+        self.stage.set(if finished {
+            Stage::Summary
+        } else {
+            Stage::Cases
+        });
+        self.load_image();
+    }
+
+    async fn check_image(self, name: &str) -> Result<u32, String> {
+        let db = self.db().await?;
+        let blob: web_sys::Blob = db
+            .get(IMAGE_STORE, name)
+            .await?
+            .and_then(|b| b.dyn_into().ok())
+            .ok_or("it is not stored in this browser")?;
+        let buffer = JsFuture::from(blob.array_buffer())
+            .await
+            .map_err(|_| "it cannot be read".to_string())?;
+        let client = self.client.get_value();
+        client.checked_image(name, &Uint8Array::new(&buffer)).await
+    }
+
+    /// Stores the chosen images and the new session, then analyses it.
+    pub async fn begin(self, session: Session, images: Vec<web_sys::File>) {
+        let stored = async {
+            let db = self.db().await?;
+            db.clear().await?;
+            for image in &images {
+                db.put(IMAGE_STORE, &image.name(), image).await?;
+            }
+            db.put(SESSION_STORE, CURRENT, &session.to_json().into())
+                .await
+        };
+        match stored.await {
+            Ok(()) => self.saved.update(|n| *n += 1),
+            Err(e) => self.fail(
+                "The session could not be saved in this browser; it runs, but a reload loses it",
+                e,
+            ),
+        }
+        self.show(session);
+    }
+
+    /// Deletes the saved session and its images from this browser.
+    pub fn close(self) {
+        spawn_local(async move {
+            if let Ok(db) = self.db().await {
+                if let Err(e) = db.clear().await {
+                    self.fail("The saved session could not be deleted", e);
+                }
+            }
+            self.session.set(None);
+            self.undo.set_value(Vec::new());
+            self.message.set(None);
+            self.stage.set(Stage::Start);
+        });
+    }
+
+    /// Keyboard: arrows or n/p for cases, j/k for items, a/r to accept or
+    /// reject, Shift+A to accept the rest, u or Ctrl+Z to undo, e to add the
+    /// selected text as an entity. Keys typed into a field are left alone.
+    pub fn listen_to_keys(self, active: Signal<bool>) {
+        let handle = window_event_listener(ev::keydown, move |ev| {
+            if !active.get_untracked() || self.stage.get_untracked() != Stage::Cases || ev.alt_key()
+            {
+                return;
+            }
+            let in_field = ev
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                .is_some_and(|e| matches!(e.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"));
+            if in_field {
+                return;
+            }
+            let ctrl = ev.ctrl_key() || ev.meta_key();
+            let focus = self.focus.get_untracked();
+            let handled = match (ctrl, ev.key().as_str()) {
+                (true, "z") | (false, "u") => {
+                    self.undo();
+                    true
+                }
+                (true, _) => false,
+                (_, "ArrowRight" | "n") => {
+                    self.step(1);
+                    true
+                }
+                (_, "ArrowLeft" | "p") => {
+                    self.step(-1);
+                    true
+                }
+                (_, "ArrowDown" | "j") => {
+                    self.move_focus(1);
+                    true
+                }
+                (_, "ArrowUp" | "k") => {
+                    self.move_focus(-1);
+                    true
+                }
+                (_, "a") => {
+                    self.judge(Action::Accept(focus));
+                    true
+                }
+                (_, "r") => {
+                    self.judge(Action::Reject(focus));
+                    true
+                }
+                (_, "A") => {
+                    self.judge(Action::AcceptPending);
+                    true
+                }
+                (_, "e") => {
+                    self.add_entity();
+                    true
+                }
+                _ => false,
+            };
+            if handled {
+                ev.prevent_default();
+            }
+        });
+        on_cleanup(move || handle.remove());
+    }
+}
