@@ -1,7 +1,7 @@
 //! The findings table's rows: filtered by the confidence threshold, sorted by
 //! the column the user picked.
 
-use integrabner_core::Finding;
+use integrabner_core::{Finding, FindingSource, Prediction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {
@@ -67,10 +67,21 @@ pub fn rows(findings: &[Finding], threshold: f32, sort: Sort) -> Vec<Finding> {
     rows
 }
 
+/// The image (or fused) finding whose heat map is drawn first: the most
+/// probable one that has a map.
+pub fn strongest_mapped_finding(p: &Prediction) -> Option<String> {
+    p.findings
+        .iter()
+        .filter(|f| matches!(f.source, FindingSource::Image | FindingSource::Fusion))
+        .filter(|f| p.heat_maps.iter().any(|h| h.concept == f.concept))
+        .max_by(|a, b| a.probability.total_cmp(&b.probability))
+        .map(|f| f.concept.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use integrabner_core::{ConceptType, FindingSource};
+    use integrabner_core::{ConceptType, HeatMap};
 
     fn finding(concept: &str, t: ConceptType, p: f32) -> Finding {
         Finding {
@@ -79,6 +90,37 @@ mod tests {
             probability: p,
             source: FindingSource::Dictionary,
         }
+    }
+
+    #[test]
+    fn the_strongest_image_finding_with_a_map_is_drawn_first() {
+        let image = |concept: &str, p: f32| {
+            let mut f = finding(concept, ConceptType::Disease, p);
+            f.source = FindingSource::Image;
+            f
+        };
+        let map = |concept: &str| HeatMap {
+            concept: concept.into(),
+            image: 0,
+            rows: 1,
+            cols: 1,
+            values: vec![1.0],
+            region: [0.0, 0.0, 1.0, 1.0],
+        };
+        let mut p = Prediction {
+            findings: vec![
+                finding("Cardiomegaly", ConceptType::Disease, 0.99),
+                image("Nodule", 0.6),
+                image("Mass", 0.9),
+            ],
+            heat_maps: vec![map("Nodule")],
+            ..Default::default()
+        };
+        assert_eq!(strongest_mapped_finding(&p).as_deref(), Some("Nodule"));
+        p.heat_maps.push(map("Mass"));
+        assert_eq!(strongest_mapped_finding(&p).as_deref(), Some("Mass"));
+        p.heat_maps.clear();
+        assert_eq!(strongest_mapped_finding(&p), None);
     }
 
     #[test]

@@ -106,20 +106,8 @@ impl AppState {
         }
         let n = prediction.entities.len();
         // Show where the most probable image finding was seen.
-        let strongest = prediction
-            .findings
-            .iter()
-            .filter(|f| {
-                matches!(
-                    f.source,
-                    integrabner_core::FindingSource::Image
-                        | integrabner_core::FindingSource::Fusion
-                )
-            })
-            .filter(|f| prediction.heat_maps.iter().any(|h| h.concept == f.concept))
-            .max_by(|a, b| a.probability.total_cmp(&b.probability))
-            .map(|f| f.concept.clone());
-        self.heat_map.set(strongest);
+        self.heat_map
+            .set(crate::table::strongest_mapped_finding(&prediction));
         self.result.set(Some(Analysis {
             request,
             text,

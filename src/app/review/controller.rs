@@ -216,9 +216,8 @@ impl Review {
             self.message.set(Some("Nothing to undo.".into()));
             return;
         };
-        let case = undo.case;
         self.change(|s| s.undo(undo));
-        self.after_navigation(case);
+        self.after_navigation();
     }
 
     pub fn go_to(self, index: usize) {
@@ -226,7 +225,7 @@ impl Review {
         self.change(|s| s.go_to(index));
         if self.current() != before {
             self.focus.set(0);
-            self.after_navigation(self.current().unwrap_or(0));
+            self.after_navigation();
         }
     }
 
@@ -236,8 +235,7 @@ impl Review {
         }
     }
 
-    fn after_navigation(self, _case: usize) {
-        self.heat_map.set(None);
+    fn after_navigation(self) {
         self.selection.set(None);
         self.load_image();
     }
@@ -260,6 +258,16 @@ impl Review {
         if n > 0 {
             self.focus
                 .update(|f| *f = f.saturating_add_signed(delta).min(n - 1));
+            // Keep the focused row on screen in a long list.
+            let selector = format!(
+                "tr[data-review-item][data-index=\"{}\"]",
+                self.focus.get_untracked()
+            );
+            if let Ok(Some(row)) = document().query_selector(&selector) {
+                let options = web_sys::ScrollIntoViewOptions::new();
+                options.set_block(web_sys::ScrollLogicalPosition::Nearest);
+                row.scroll_into_view_with_scroll_into_view_options(&options);
+            }
         }
     }
 
@@ -372,13 +380,21 @@ impl Review {
         }
     }
 
-    /// Shows the current case's image (kept in IndexedDB under its name).
+    /// Shows the current case's image (kept in IndexedDB under its name)
+    /// with the strongest image finding's heat map.
     fn load_image(self) {
-        let name = self.session.with_untracked(|s| {
-            s.as_ref()
-                .and_then(|s| s.cases.get(s.current))
-                .and_then(|c| c.image.clone())
-        });
+        let (name, strongest) = self
+            .session
+            .with_untracked(|s| {
+                let case = s.as_ref().and_then(|s| s.cases.get(s.current))?;
+                let strongest = case
+                    .prediction
+                    .as_ref()
+                    .and_then(crate::table::strongest_mapped_finding);
+                Some((case.image.clone(), strongest))
+            })
+            .unwrap_or_default();
+        self.heat_map.set(strongest);
         if let Some((_, old)) = self.image.get_untracked() {
             let _ = web_sys::Url::revoke_object_url(&old);
         }
