@@ -96,6 +96,13 @@ pub enum ReportCommand {
         base: PathBuf,
         #[arg(long, default_value = "runs/report")]
         out: PathBuf,
+        /// Keep only the base's bottom N encoder layers: a smaller, faster
+        /// model (3 of all-MiniLM-L6-v2's 6 halves the encoder's work).
+        #[arg(long)]
+        layers: Option<usize>,
+        /// Weight of the coded-findings loss beside the tag and assertion losses.
+        #[arg(long, default_value_t = report::FINDINGS_WEIGHT)]
+        findings_weight: f64,
         #[command(flatten)]
         training: TrainArgs,
     },
@@ -138,6 +145,8 @@ pub fn run(command: ReportCommand) -> Result<u8> {
             data,
             base,
             out,
+            layers,
+            findings_weight,
             training,
         } => {
             let rules = RulePipeline::embedded();
@@ -158,7 +167,12 @@ pub fn run(command: ReportCommand) -> Result<u8> {
                 dev.len()
             );
             crate::training::run_interruptibly(&out, |keep_going| {
-                report::train(&base, &rules, &train, &dev, &out, config, keep_going)
+                let recipe = report::Recipe {
+                    base: &base,
+                    layers,
+                    findings_weight,
+                };
+                report::train(recipe, &rules, &train, &dev, &out, config, keep_going)
             })
         }
         ReportCommand::Eval {

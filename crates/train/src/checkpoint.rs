@@ -20,6 +20,28 @@ pub struct Checkpoint {
     pub tokenizer: BertTokenizer,
 }
 
+impl Checkpoint {
+    /// Keeps the encoder's bottom `layers` layers and drops the rest: a
+    /// shallower model of the same width that fine-tunes into a faster one
+    /// (dropping the top layers loses the least, Sajjad et al. 2023).
+    pub fn keep_bottom_layers(&mut self, layers: usize) -> Result<()> {
+        let total = self.config.num_hidden_layers;
+        if layers == 0 || layers > total {
+            bail!("--layers must be between 1 and the checkpoint's {total} layers, not {layers}");
+        }
+        self.config.num_hidden_layers = layers;
+        self.tensors
+            .retain(|name, _| layer_of(name).is_none_or(|i| i < layers));
+        Ok(())
+    }
+}
+
+/// The encoder layer a parameter belongs to (`bert.encoder.layer.3.…` → 3).
+fn layer_of(name: &str) -> Option<usize> {
+    let rest = name.strip_prefix("bert.encoder.layer.")?;
+    rest.split('.').next()?.parse().ok()
+}
+
 pub fn normalize_name(name: &str) -> Option<String> {
     if name.starts_with("cls.") || name.contains("pooler.") {
         return None;
@@ -95,4 +117,47 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
         tensors: load_tensors(dir, device)?,
         tokenizer: load_tokenizer(dir)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeping_bottom_layers_drops_the_top_ones_and_nothing_else() {
+        let config = BertConfig::from_json(
+            r#"{"vocab_size": 8, "hidden_size": 4, "num_hidden_layers": 6,
+                "num_attention_heads": 2, "intermediate_size": 8}"#,
+        )
+        .unwrap();
+        let names = [
+            "bert.embeddings.word_embeddings.weight",
+            "bert.encoder.layer.0.output.dense.weight",
+            "bert.encoder.layer.2.attention.self.query.bias",
+            "bert.encoder.layer.3.output.dense.weight",
+            "bert.encoder.layer.5.output.LayerNorm.weight",
+            "entity_classifier.weight",
+        ];
+        let one = Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap();
+        let mut ckpt = Checkpoint {
+            config,
+            tensors: names.iter().map(|n| (n.to_string(), one.clone())).collect(),
+            tokenizer: BertTokenizer::from_vocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\na\n", true).unwrap(),
+        };
+        assert!(ckpt.keep_bottom_layers(7).is_err());
+        assert!(ckpt.keep_bottom_layers(0).is_err());
+        ckpt.keep_bottom_layers(3).unwrap();
+        assert_eq!(ckpt.config.num_hidden_layers, 3);
+        let mut kept: Vec<&str> = ckpt.tensors.keys().map(String::as_str).collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [
+                "bert.embeddings.word_embeddings.weight",
+                "bert.encoder.layer.0.output.dense.weight",
+                "bert.encoder.layer.2.attention.self.query.bias",
+                "entity_classifier.weight",
+            ]
+        );
+    }
 }

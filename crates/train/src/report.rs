@@ -3,7 +3,7 @@
 //!
 //! One item per report: its first window (reports longer than a window are
 //! rare in OpenI; their later pieces train nothing). The loss adds the tag
-//! cross-entropy, the assertion cross-entropy and `FINDINGS_WEIGHT` times the
+//! cross-entropy, the assertion cross-entropy and `Recipe::findings_weight` times the
 //! binary cross-entropy summed over concepts. The rule evidence is dropped (zeros) for a fraction of the
 //! reports so that the findings head also works on text alone.
 
@@ -32,7 +32,18 @@ use std::path::Path;
 /// assertion losses. At 0.5 the findings gradients took most of the clipped
 /// gradient norm and, after one epoch, multi-word entities were still split
 /// into one-word spans (validation span F1 0.70); 0.1 leaves room for the tags.
-const FINDINGS_WEIGHT: f64 = 0.1;
+pub const FINDINGS_WEIGHT: f64 = 0.1;
+
+/// What the report model starts from and what its loss weighs.
+#[derive(Debug, Clone)]
+pub struct Recipe<'a> {
+    /// A BERT checkpoint directory.
+    pub base: &'a Path,
+    /// Keep only the base's bottom encoder layers (all when `None`).
+    pub layers: Option<usize>,
+    /// Weight of the findings loss (see the module docs).
+    pub findings_weight: f64,
+}
 /// Fraction of training reports whose findings head sees no rule evidence.
 const EVIDENCE_DROPOUT: f32 = 0.3;
 /// Learning-rate factor of the freshly initialized heads.
@@ -143,6 +154,7 @@ struct ReportTask<'a> {
     dev: &'a [LabelledReport],
     rules: &'a RulePipeline,
     base: &'a Path,
+    findings_weight: f64,
 }
 
 impl Task for ReportTask<'_> {
@@ -207,7 +219,7 @@ impl Task for ReportTask<'_> {
         let target = Tensor::from_vec(findings, f.shape(), &device)?;
         let concepts = f.dim(1)? as f64;
         let bce = candle_nn::loss::binary_cross_entropy_with_logit(&f, &target)?;
-        Ok((loss + (bce * (concepts * FINDINGS_WEIGHT))?)?)
+        Ok((loss + (bce * (concepts * self.findings_weight))?)?)
     }
 
     fn score_name(&self) -> &str {
@@ -313,9 +325,10 @@ pub fn model_config(
     }
 }
 
-/// Trains from `base` into `out` (see [`trainer::run`] for the files and resuming).
+/// Trains from `recipe.base` into `out` (see [`trainer::run`] for the files
+/// and resuming).
 pub fn train(
-    base: &Path,
+    recipe: Recipe,
     rules: &RulePipeline,
     train: &[LabelledReport],
     dev: &[LabelledReport],
@@ -324,7 +337,11 @@ pub fn train(
     keep_going: impl FnMut(usize) -> bool,
 ) -> Result<Outcome> {
     let device = Device::Cpu;
-    let ckpt = checkpoint::load(base, &device)?;
+    let base = recipe.base;
+    let mut ckpt = checkpoint::load(base, &device)?;
+    if let Some(layers) = recipe.layers {
+        ckpt.keep_bottom_layers(layers)?;
+    }
     let model_config = model_config(&ckpt.config, rules);
     let hidden = model_config.bert.hidden_size;
     let mut tensors = ckpt.tensors;
@@ -374,6 +391,7 @@ pub fn train(
         dev,
         rules,
         base,
+        findings_weight: recipe.findings_weight,
     };
     let signature = serde_json::json!({
         "concepts": model_config.concepts,

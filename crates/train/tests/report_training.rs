@@ -5,7 +5,9 @@
 mod common;
 use common::tiny_checkpoint;
 use integrabner_core::RulePipeline;
-use integrabner_train::report::{evaluate, load_tagger, train, LabelledReport, Outcome};
+use integrabner_train::report::{
+    evaluate, load_tagger, train, LabelledReport, Outcome, Recipe, FINDINGS_WEIGHT,
+};
 use integrabner_train::trainer::TrainConfig;
 use std::collections::BTreeSet;
 
@@ -59,8 +61,13 @@ fn report_model_learns_spans_assertions_and_findings() {
         max_len: 64,
         ..TrainConfig::default()
     };
+    let recipe = Recipe {
+        base: base.path(),
+        layers: None,
+        findings_weight: FINDINGS_WEIGHT,
+    };
     let outcome = train(
-        base.path(),
+        recipe,
         &rules,
         &data,
         &data[..4],
