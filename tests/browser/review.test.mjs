@@ -264,10 +264,17 @@ test("an expert reviews a 5-case session with the keyboard, reloads midway, fini
     await p.goto(server.origin + "/#review");
     await p.waitForSelector('#review[data-stage="start"]');
     await p.setInputFiles("#review-files", [
-      { name: "session.json", mimeType: "application/json", buffer: Buffer.from(JSON.stringify(exported)) },
+      // As if analysed by an older bundle: the page says so.
+      {
+        name: "session.json",
+        mimeType: "application/json",
+        buffer: Buffer.from(JSON.stringify({ ...exported, model: { ...exported.model, bundle: "0000older" } })),
+      },
       await IMAGE(),
     ]);
     await p.waitForSelector('#review[data-stage="summary"]');
+    await waitReady(p);
+    assert.match(await p.textContent("#review-bundle"), /analysed with model bundle 0000older .* this page has bundle \w+/);
     const again = await p.$eval("#review-agreement", (e) => ({ ...e.dataset }));
     assert.equal(again.added, "2");
     assert.equal(String(exported.summary.agreement.accepted), again.accepted);
@@ -278,7 +285,6 @@ test("an expert reviews a 5-case session with the keyboard, reloads midway, fini
     await press(p, "ArrowLeft");
     await showCase(p, 1);
     await p.waitForSelector('#review-image img[src^="blob:"]');
-    // A file that is not a session is refused with a reason, and the session stays.
     assertPrivate(server, second.requests);
     assert.deepEqual(second.problems, []);
   });

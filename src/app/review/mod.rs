@@ -13,6 +13,21 @@ use super::worker_client::WorkerClient;
 use controller::{Review, Stage};
 use leptos::prelude::*;
 
+/// Says so when a session's predictions came from another bundle than the
+/// one this page has loaded (an imported session, or a newer app).
+fn other_bundle(review: Review) -> Option<String> {
+    let loaded = review.app.bundle.get()?.version;
+    review.session.with(|s| {
+        let model = &s.as_ref()?.model;
+        (model.bundle != loaded).then(|| {
+            format!(
+                "This session was analysed with model bundle {} (vocabulary {}); this page has bundle {loaded}. Judgments refer to the session's own predictions.",
+                model.bundle, model.vocabulary
+            )
+        })
+    })
+}
+
 #[component]
 pub fn ReviewView(
     state: AppState,
@@ -30,6 +45,9 @@ pub fn ReviewView(
             data-stage=move || review.stage.get().as_str()
             data-saved=move || review.saved.get()
         >
+            <p id="review-bundle" class="note" hidden=move || other_bundle(review).is_none()>
+                {move || other_bundle(review)}
+            </p>
             <p id="review-message" role="alert" class="notice" hidden=move || review.message.get().is_none()>
                 {move || review.message.get().unwrap_or_default()}
             </p>
@@ -40,6 +58,9 @@ pub fn ReviewView(
                     <p id="review-progress">
                         {format!("Analysing case {} of {total} in this page…", done + 1)}
                         " "<progress max=total.to_string() value=done.to_string()></progress>
+                    </p>
+                    <p class="notice" hidden=move || state.phase.get() != super::state::Phase::Error>
+                        "The models are not available (see the status above). The session is saved; its cases are analysed as soon as the models load."
                     </p>
                 }
                 .into_any(),
