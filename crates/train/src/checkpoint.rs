@@ -108,10 +108,13 @@ pub fn load_tokenizer(dir: &Path) -> Result<BertTokenizer> {
 
 pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let config_path = dir.join("config.json");
-    let config = BertConfig::from_json(
-        &std::fs::read_to_string(&config_path)
-            .with_context(|| format!("cannot read {}", config_path.display()))?,
-    )?;
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    // A model trained here keeps its encoder's configuration under "bert".
+    let bert = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("bert").map(|b| b.to_string()));
+    let config = BertConfig::from_json(bert.as_deref().unwrap_or(&text))?;
     Ok(Checkpoint {
         config,
         tensors: load_tensors(dir, device)?,

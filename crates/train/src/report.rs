@@ -346,21 +346,36 @@ pub fn train(
     let hidden = model_config.bert.hidden_size;
     let mut tensors = ckpt.tensors;
     let mut init = SplitMix64::new(config.seed);
-    trainer::init_linear(
-        &mut tensors,
-        "entity_classifier",
-        model_config.entity_labels.len(),
-        hidden,
-        &mut init,
-    )?;
-    trainer::init_linear(
-        &mut tensors,
-        "assertion_classifier",
-        model_config.assertions.len(),
-        hidden,
-        &mut init,
-    )?;
-    init_findings_head(&mut tensors, &model_config, &mut init)?;
+    // A trained report model as the base keeps its heads (a warm start);
+    // a plain BERT checkpoint gets new ones.
+    let has = |tensors: &HashMap<String, Tensor>, name: &str, shape: [usize; 2]| {
+        tensors.get(name).is_some_and(|t| t.dims() == shape)
+    };
+    let labels = model_config.entity_labels.len();
+    if !has(&tensors, "entity_classifier.weight", [labels, hidden]) {
+        trainer::init_linear(&mut tensors, "entity_classifier", labels, hidden, &mut init)?;
+    }
+    let assertions = model_config.assertions.len();
+    if !has(
+        &tensors,
+        "assertion_classifier.weight",
+        [assertions, hidden],
+    ) {
+        trainer::init_linear(
+            &mut tensors,
+            "assertion_classifier",
+            assertions,
+            hidden,
+            &mut init,
+        )?;
+    }
+    let findings = [
+        model_config.concepts.len(),
+        hidden + model_config.rule_features,
+    ];
+    if !has(&tensors, "findings_classifier.weight", findings) {
+        init_findings_head(&mut tensors, &model_config, &mut init)?;
+    }
     let (graph_tensors, vars) = trainer::bert_vars(tensors, out, &config)?;
     let model = ReportModel::load(
         VarBuilder::from_tensors(graph_tensors.clone(), DType::F32, &device),

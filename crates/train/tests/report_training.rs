@@ -103,4 +103,35 @@ fn report_model_learns_spans_assertions_and_findings() {
             assert_eq!(e.source, "text");
         }
     }
+
+    // A trained model is a base too, heads and all: one epoch at a
+    // negligible learning rate leaves it as good as it was (new heads
+    // would score nothing).
+    let warm = tempfile::tempdir().unwrap();
+    let recipe = Recipe {
+        base: &out.path().join("best"),
+        layers: Some(1),
+        findings_weight: FINDINGS_WEIGHT,
+    };
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 8,
+        learning_rate: 1e-9,
+        max_len: 64,
+        ..TrainConfig::default()
+    };
+    let outcome = train(
+        recipe,
+        &rules,
+        &data,
+        &data[..4],
+        warm.path(),
+        config,
+        |_| true,
+    )
+    .unwrap();
+    assert!(matches!(outcome, Outcome::Finished(_)), "{outcome:?}");
+    let student = load_tagger(&warm.path().join("best")).unwrap();
+    let (again, _) = evaluate(&student, &rules, &data[..4], true).unwrap();
+    assert!(again.spans.f1() > 0.95, "span F1 {}", again.spans.f1());
 }
