@@ -173,6 +173,27 @@ fn heat_map_overlay(state: AppState) -> Option<impl IntoView> {
     Some(heat_map_svg(&map))
 }
 
+/// An image finding's "heat map" button: draws its map over the image
+/// (`selected` names the finding drawn), or hides it again.
+#[component]
+pub fn HeatMapToggle(selected: RwSignal<Option<String>>, concept: String) -> impl IntoView {
+    let shown = concept.clone();
+    view! {
+        <button
+            type="button"
+            class="show-heat-map"
+            aria-pressed=move || (selected.get().as_deref() == Some(shown.as_str())).to_string()
+            title="Draw where the image model saw this finding over the image"
+            on:click=move |_| {
+                let c = concept.clone();
+                selected.update(|h| *h = if h.as_deref() == Some(c.as_str()) { None } else { Some(c) });
+            }
+        >
+            "heat map"
+        </button>
+    }
+}
+
 /// One heat map as an SVG sized and placed over its image (see above).
 pub fn heat_map_svg(map: &HeatMap) -> impl IntoView {
     let [left, top, right, bottom] = map.region;

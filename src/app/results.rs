@@ -1,6 +1,7 @@
 //! The highlighted report, the legend, the findings table and the exports.
 
 use super::download;
+use super::image_panel::HeatMapToggle;
 use super::state::{Analysis, AppState};
 use crate::export::{prediction_csv, prediction_json};
 use crate::highlight::{segments, Segment};
@@ -117,23 +118,8 @@ pub fn Results(state: AppState) -> impl IntoView {
                             } else {
                                 String::new()
                             };
-                            let concept = f.concept.clone();
-                            let shown_concept = f.concept.clone();
                             let map_button = has_map.then(|| {
-                                view! {
-                                    <button
-                                        type="button"
-                                        class="show-heat-map"
-                                        aria-pressed=move || (state.heat_map.get().as_deref() == Some(shown_concept.as_str())).to_string()
-                                        title="Draw where the image model saw this finding over the image"
-                                        on:click=move |_| {
-                                            let c = concept.clone();
-                                            state.heat_map.update(|h| *h = if h.as_deref() == Some(c.as_str()) { None } else { Some(c) });
-                                        }
-                                    >
-                                        "heat map"
-                                    </button>
-                                }
+                                view! { <HeatMapToggle selected=state.heat_map concept=f.concept.clone()/> }
                             });
                             view! {
                                 <tr

@@ -264,6 +264,15 @@ impl Session {
         serde_json::to_string(self).expect("sessions always serialize")
     }
 
+    /// The case on screen.
+    pub fn case(&self) -> Option<&Case> {
+        self.cases.get(self.current)
+    }
+
+    pub fn case_mut(&mut self) -> Option<&mut Case> {
+        self.cases.get_mut(self.current)
+    }
+
     /// Cases still waiting for the model.
     pub fn unanalysed(&self) -> impl Iterator<Item = usize> + '_ {
         self.cases
@@ -340,7 +349,7 @@ impl Session {
     /// Counts `elapsed_ms` of reviewing time to the current case, ignoring
     /// idle gaps longer than [`MAX_IDLE_MS`].
     pub fn spend(&mut self, elapsed_ms: f64) {
-        if let Some(case) = self.cases.get_mut(self.current) {
+        if let Some(case) = self.case_mut() {
             if elapsed_ms.is_finite() && elapsed_ms > 0.0 {
                 case.time_ms += elapsed_ms.min(MAX_IDLE_MS);
             }
@@ -436,6 +445,35 @@ impl Case {
             kind: ItemKind::Entity,
             span: Some((start, end)),
             text: chars[start..end].iter().collect(),
+            reading,
+            score: None,
+            source: "expert".into(),
+            verdict: Verdict::Added,
+            correction: None,
+        })
+    }
+
+    /// The expert's finding `reading` (a vocabulary concept), unless the
+    /// case already lists it.
+    pub fn finding(&self, reading: Reading) -> Result<Item, String> {
+        let concept = reading
+            .concept
+            .clone()
+            .ok_or("a finding needs a concept from the vocabulary")?;
+        let listed = self.items.iter().any(|i| {
+            i.kind == ItemKind::Finding
+                && i.verdict != Verdict::Rejected
+                && i.judged().concept.as_deref() == Some(concept.as_str())
+        });
+        if listed {
+            return Err(format!(
+                "{concept} is already a finding of this case: accept or correct it"
+            ));
+        }
+        Ok(Item {
+            kind: ItemKind::Finding,
+            span: None,
+            text: concept,
             reading,
             score: None,
             source: "expert".into(),
@@ -562,6 +600,25 @@ pub(crate) mod tests {
         assert_eq!(s.cases[0].items[n].verdict, Verdict::Added);
         s.apply(Action::Reject(n)).unwrap();
         assert_eq!(s.cases[0].items.len(), n);
+    }
+
+    #[test]
+    fn an_added_finding_needs_a_concept_the_case_does_not_list() {
+        let s = session_of(&["Stable cardiomegaly."]);
+        let case = s.case().unwrap();
+        let reading = |concept: Option<&str>| Reading {
+            concept_type: ConceptType::Disease,
+            concept: concept.map(str::to_string),
+            assertion: Assertion::Present,
+        };
+        let listed = case.finding(reading(Some("Cardiomegaly"))).unwrap_err();
+        assert!(listed.contains("already a finding"), "{listed}");
+        assert!(case.finding(reading(None)).is_err());
+        let item = case.finding(reading(Some("Granuloma"))).unwrap();
+        assert_eq!(
+            (item.kind, item.text.as_str(), item.verdict),
+            (ItemKind::Finding, "Granuloma", Verdict::Added)
+        );
     }
 
     #[test]

@@ -93,7 +93,9 @@ fn ratio(a: usize, b: usize) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-fn counts_of(items: &[Item]) -> BTreeMap<(&'static str, ItemKind, String), Counts> {
+fn counts_of<'a>(
+    items: impl IntoIterator<Item = &'a Item>,
+) -> BTreeMap<(&'static str, ItemKind, String), Counts> {
     let mut counts = BTreeMap::new();
     for item in items {
         score(&mut counts, item.kind, item, item.verdict);
@@ -103,12 +105,8 @@ fn counts_of(items: &[Item]) -> BTreeMap<(&'static str, ItemKind, String), Count
 
 pub fn summarize(session: &Session) -> Summary {
     let mut agreement = Agreement::default();
-    let all: Vec<Item> = session
-        .cases
-        .iter()
-        .flat_map(|c| c.items.iter().cloned())
-        .collect();
-    for item in &all {
+    let all: Vec<&Item> = session.cases.iter().flat_map(|c| &c.items).collect();
+    for item in all.iter().copied() {
         match item.verdict {
             Verdict::Accepted => agreement.accepted += 1,
             Verdict::Rejected => agreement.rejected += 1,
@@ -128,7 +126,7 @@ pub fn summarize(session: &Session) -> Summary {
             .iter()
             .position(|l| *l == level)
     };
-    let mut rows: Vec<Row> = counts_of(&all)
+    let mut rows: Vec<Row> = counts_of(all)
         .into_iter()
         .map(|((level, kind, name), counts)| Row {
             level,

@@ -1,7 +1,7 @@
 //! One case under review: the highlighted report (select text to add an
 //! entity), the image with a heat map, the items to judge and the case form.
 
-use super::super::image_panel::heat_map_svg;
+use super::super::image_panel::{heat_map_svg, HeatMapToggle};
 use super::super::results::{assertion_name, entity_mark, label_name, Legend};
 use super::controller::{Draft, Review, Stage};
 use super::form::FormFields;
@@ -33,13 +33,6 @@ fn parse_assertion(s: &str) -> Assertion {
         .unwrap_or(Assertion::Present)
 }
 
-/// Reads the current case without cloning the session.
-fn with_case<R>(review: Review, f: impl FnOnce(&Case) -> R) -> Option<R> {
-    review
-        .session
-        .with(|s| s.as_ref().and_then(|s| s.cases.get(s.current)).map(f))
-}
-
 #[component]
 pub fn CaseView(review: Review) -> impl IntoView {
     let position = move || {
@@ -53,20 +46,20 @@ pub fn CaseView(review: Review) -> impl IntoView {
         <div
             id="review-case"
             data-case-index=move || position().0
-            data-case-id=move || with_case(review, |c| c.id.clone())
-            data-pending=move || with_case(review, Case::pending)
+            data-case-id=move || review.with_case(|c| c.id.clone())
+            data-pending=move || review.with_case(Case::pending)
         >
             <div class="review-nav">
                 <button id="review-prev" type="button" disabled=move || position().0 == 0 on:click=move |_| review.step(-1)>"← Previous"</button>
                 <h2>
                     {move || {
                         let (i, n) = position();
-                        let id = with_case(review, |c| c.id.clone()).unwrap_or_default();
+                        let id = review.with_case(|c| c.id.clone()).unwrap_or_default();
                         format!("Case {} of {n} · {id}", i + 1)
                     }}
                 </h2>
                 <span class="note">
-                    {move || with_case(review, |c| format!("{} of {} judged", c.items.len() - c.pending(), c.items.len()))}
+                    {move || review.with_case(|c| format!("{} of {} judged", c.items.len() - c.pending(), c.items.len()))}
                 </span>
                 <button id="review-next" type="button" disabled=move || { let (i, n) = position(); i + 1 >= n } on:click=move |_| review.step(1)>"Next →"</button>
                 <button
@@ -87,8 +80,8 @@ pub fn CaseView(review: Review) -> impl IntoView {
                 <kbd>"a"</kbd>" accept · "<kbd>"r"</kbd>" reject · "<kbd>"Shift+A"</kbd>" accept the rest · "
                 <kbd>"u"</kbd>" undo · "<kbd>"e"</kbd>" add the selected text"
             </p>
-            <p class="notice" hidden=move || with_case(review, |c| c.problem.is_none()).unwrap_or(true)>
-                {move || with_case(review, |c| c.problem.clone().map(|p| format!("This case {p}."))).flatten()}
+            <p class="notice" hidden=move || review.with_case(|c| c.problem.is_none()).unwrap_or(true)>
+                {move || review.with_case(|c| c.problem.clone().map(|p| format!("This case {p}."))).flatten()}
             </p>
             <div class="review-layout">
                 <div class="review-column">
@@ -102,10 +95,10 @@ pub fn CaseView(review: Review) -> impl IntoView {
                     <h3>"This case"</h3>
                     <FormFields
                         prefix="case"
-                        read=move || with_case(review, |c| c.form.clone()).unwrap_or_default()
+                        read=move || review.with_case(|c| c.form.clone()).unwrap_or_default()
                         write=move |f| {
                             review.change(|s| {
-                                if let Some(case) = s.cases.get_mut(s.current) {
+                                if let Some(case) = s.case_mut() {
                                     f(&mut case.form);
                                 }
                             });
@@ -136,7 +129,7 @@ fn ReviewReport(review: Review) -> impl IntoView {
             on:keyup=move |_| remember_selection()
         >
             {move || {
-                with_case(review, |case| {
+                review.with_case(|case| {
                     let (entities, items): (Vec<Entity>, Vec<(usize, Verdict)>) = case
                         .items
                         .iter()
@@ -259,12 +252,12 @@ fn AddControls(review: Review) -> impl IntoView {
 #[component]
 fn CaseImage(review: Review) -> impl IntoView {
     move || {
-        let name = with_case(review, |c| c.image.clone()).flatten()?;
+        let name = review.with_case(|c| c.image.clone()).flatten()?;
         let view = match review.image.get() {
             Some((_, url)) => {
                 let overlay = move || {
                     let concept = review.heat_map.get()?;
-                    with_case(review, |c| {
+                    review.with_case(|c| {
                         c.prediction.as_ref()?.heat_maps.iter().find(|h| h.concept == concept).map(heat_map_svg)
                     })
                     .flatten()
@@ -308,7 +301,7 @@ fn ItemTable(review: Review) -> impl IntoView {
             </thead>
             <tbody>
                 {move || {
-                    let items = with_case(review, |c| c.items.clone()).unwrap_or_default();
+                    let items = review.with_case(|c| c.items.clone()).unwrap_or_default();
                     if items.is_empty() {
                         return view! { <tr class="empty"><td colspan="7">"The model found nothing here. Add what it missed."</td></tr> }.into_any();
                     }
@@ -321,29 +314,21 @@ fn ItemTable(review: Review) -> impl IntoView {
 
 fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
     let judged = item.judged().clone();
+    // The item's reading now (the row may be older than the last change).
+    let reading_now = move || {
+        review
+            .with_case_untracked(|c| c.items.get(index).map(|i| i.judged().clone()))
+            .flatten()
+    };
     let correct = move |change: Box<dyn FnOnce(&mut Reading)>| {
-        let mut reading = review.session.with_untracked(|s| {
-            s.as_ref()
-                .and_then(|s| s.cases.get(s.current))
-                .and_then(|c| c.items.get(index))
-                .map(|i| i.judged().clone())
-        });
-        if let Some(r) = reading.as_mut() {
-            change(r);
-        }
-        if let Some(r) = reading {
-            review.judge(Action::Correct(index, r));
+        if let Some(mut reading) = reading_now() {
+            change(&mut reading);
+            review.judge(Action::Correct(index, reading));
         }
     };
     let on_concept = move |ev: leptos::ev::Event| {
         let text = event_target_value(&ev);
-        let current = review.session.with_untracked(|s| {
-            s.as_ref()
-                .and_then(|s| s.cases.get(s.current))
-                .and_then(|c| c.items.get(index))
-                .map(|i| i.judged().clone())
-        });
-        let Some(current) = current else { return };
+        let Some(current) = reading_now() else { return };
         match review.reading_of(&text, current.concept_type, current.assertion) {
             Ok(reading) => review.judge(Action::Correct(index, reading)),
             Err(e) => review
@@ -351,23 +336,9 @@ fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
                 .set(Some(super::super::state::capitalized(&e))),
         }
     };
-    let heat_button = (item.kind == ItemKind::Finding && matches!(item.source.as_str(), "image" | "fusion")).then(|| {
-        let concept = item.text.clone();
-        let shown = concept.clone();
-        view! {
-            <button
-                type="button"
-                class="show-heat-map"
-                aria-pressed=move || (review.heat_map.get().as_deref() == Some(shown.as_str())).to_string()
-                on:click=move |_| {
-                    let c = concept.clone();
-                    review.heat_map.update(|h| *h = if h.as_deref() == Some(c.as_str()) { None } else { Some(c) });
-                }
-            >
-                "heat map"
-            </button>
-        }
-    });
+    let heat_button = (item.kind == ItemKind::Finding
+        && matches!(item.source.as_str(), "image" | "fusion"))
+    .then(|| view! { <HeatMapToggle selected=review.heat_map concept=item.text.clone()/> });
     let is_entity = item.kind == ItemKind::Entity;
     let verdict = item.verdict;
     view! {

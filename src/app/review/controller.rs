@@ -4,7 +4,7 @@
 use super::super::idb::{Db, CURRENT, IMAGE_STORE, SESSION_STORE};
 use super::super::state::{AppState, Phase};
 use super::super::worker_client::{WorkerClient, WORKER_STOPPED};
-use crate::review::session::{Action, Item, ItemKind, Reading, Session, Undo, Verdict};
+use crate::review::session::{Action, Case, Item, Reading, Session, Undo};
 use crate::review::vocabulary::Headings;
 use integrabner_core::{Assertion, ConceptType};
 use js_sys::Uint8Array;
@@ -140,12 +140,23 @@ impl Review {
         });
     }
 
+    /// Reads the case on screen (tracked, for views).
+    pub fn with_case<R>(self, f: impl FnOnce(&Case) -> R) -> Option<R> {
+        self.session.with(|s| s.as_ref()?.case().map(f))
+    }
+
+    /// Reads the case on screen (untracked, for handlers).
+    pub fn with_case_untracked<R>(self, f: impl FnOnce(&Case) -> R) -> Option<R> {
+        self.session.with_untracked(|s| s.as_ref()?.case().map(f))
+    }
+
     /// Shows a session just started, imported or resumed.
     pub fn show(self, session: Session) {
-        let stage = if session.unanalysed().next().is_some() {
+        let unanalysed = session.unanalysed().count();
+        let stage = if unanalysed > 0 {
             Stage::Analysing {
                 done: 0,
-                total: session.unanalysed().count(),
+                total: unanalysed,
             }
         } else if session.form.is_some() {
             Stage::Summary
@@ -246,11 +257,7 @@ impl Review {
     }
 
     pub fn item_count(self) -> usize {
-        self.session.with_untracked(|s| {
-            s.as_ref()
-                .and_then(|s| s.cases.get(s.current))
-                .map_or(0, |c| c.items.len())
-        })
+        self.with_case_untracked(|c| c.items.len()).unwrap_or(0)
     }
 
     pub fn move_focus(self, delta: isize) {
@@ -314,12 +321,7 @@ impl Review {
         let item = self
             .reading_of(&draft.concept, draft.concept_type, draft.assertion)
             .and_then(|reading| {
-                self.session
-                    .with_untracked(|s| {
-                        s.as_ref()
-                            .and_then(|s| s.cases.get(s.current))
-                            .map(|c| c.entity_at(start, end, reading))
-                    })
+                self.with_case_untracked(|c| c.entity_at(start, end, reading))
                     .unwrap_or_else(|| Err("no case is open".into()))
             });
         self.added(item);
@@ -337,33 +339,8 @@ impl Review {
         let item = self
             .reading_of(&draft.concept, draft.concept_type, Assertion::Present)
             .and_then(|reading| {
-                let concept = reading.concept.clone().unwrap_or_default();
-                let listed = self.session.with_untracked(|s| {
-                    s.as_ref()
-                        .and_then(|s| s.cases.get(s.current))
-                        .is_some_and(|c| {
-                            c.items.iter().any(|i| {
-                                i.kind == ItemKind::Finding
-                                    && i.verdict != Verdict::Rejected
-                                    && i.judged().concept.as_deref() == Some(concept.as_str())
-                            })
-                        })
-                });
-                if listed {
-                    return Err(format!(
-                        "{concept} is already a finding of this case: accept or correct it"
-                    ));
-                }
-                Ok(Item {
-                    kind: ItemKind::Finding,
-                    span: None,
-                    text: concept,
-                    reading,
-                    score: None,
-                    source: "expert".into(),
-                    verdict: Verdict::Added,
-                    correction: None,
-                })
+                self.with_case_untracked(|c| c.finding(reading))
+                    .unwrap_or_else(|| Err("no case is open".into()))
             });
         self.added(item);
     }
@@ -384,14 +361,12 @@ impl Review {
     /// with the strongest image finding's heat map.
     fn load_image(self) {
         let (name, strongest) = self
-            .session
-            .with_untracked(|s| {
-                let case = s.as_ref().and_then(|s| s.cases.get(s.current))?;
+            .with_case_untracked(|case| {
                 let strongest = case
                     .prediction
                     .as_ref()
                     .and_then(crate::table::strongest_mapped_finding);
-                Some((case.image.clone(), strongest))
+                (case.image.clone(), strongest)
             })
             .unwrap_or_default();
         self.heat_map.set(strongest);
