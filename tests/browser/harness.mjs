@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(here, "../..");
@@ -103,6 +104,33 @@ export async function openPage(browser) {
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   return { context, page, requests, problems };
+}
+
+/// A static server of `root` and a fresh page, both closed when test `t` ends.
+export async function session(t, browser, root = DIST) {
+  const server = await serve(root);
+  const s = await openPage(browser);
+  t.after(async () => {
+    await s.context.close();
+    await server.close();
+  });
+  return { server, ...s };
+}
+
+/// Privacy: every request stayed on the server's origin, was a GET without a
+/// body, and matched nothing of `secret` (a RegExp of case data). With
+/// `blobs`, `blob:` URLs of the origin pass: they name the page's own
+/// in-memory copies of files the user chose.
+export function assertPrivate(server, requests, secret, { blobs = false } = {}) {
+  assert.ok(requests.length > 0);
+  for (const r of requests) {
+    if (blobs && r.url.startsWith(`blob:${server.origin}/`)) continue;
+    assert.ok(r.url.startsWith(server.origin + "/"), `request left the origin: ${r.url}`);
+    assert.equal(r.method, "GET", r.url);
+    assert.equal(r.body, 0, r.url);
+    assert.ok(!secret.test(decodeURIComponent(r.url)), r.url);
+  }
+  for (const r of server.log) assert.ok(r.method === "GET" && r.body === 0 && !secret.test(r.url), r.url);
 }
 
 export async function waitReady(page, timeout = 60_000) {

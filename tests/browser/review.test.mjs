@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { serve, launch, openPage, waitReady, withScreenshot, DIST, ROOT, SHARED } from "./harness.mjs";
+import { session, assertPrivate, launch, openPage, waitReady, withScreenshot, DIST, ROOT, SHARED } from "./harness.mjs";
 
 const SECRET = "Patient Zebra-7731";
 const XRAY = path.join(SHARED, "data/nih-cxr/images/00000061_012.png");
@@ -77,27 +77,12 @@ async function download(page, selector) {
   return { name: file.suggestedFilename(), text: await readFile(await file.path(), "utf8") };
 }
 
-function assertPrivate(server, requests) {
-  assert.ok(requests.length > 0);
-  for (const r of requests) {
-    // blob: URLs name the page's own in-memory copies of the chosen images.
-    if (r.url.startsWith(`blob:${server.origin}/`)) continue;
-    assert.ok(r.url.startsWith(server.origin + "/"), `request left the origin: ${r.url}`);
-    assert.equal(r.method, "GET", r.url);
-    assert.equal(r.body, 0, r.url);
-    assert.ok(!/Zebra|case-\d|pleural/i.test(decodeURIComponent(r.url)), r.url);
-  }
-  for (const r of server.log) assert.ok(r.method === "GET" && r.body === 0 && !r.url.includes("Zebra"), r.url);
-}
+/// No request carries case data: the marker, a case id or report words.
+const CASE_DATA = /Zebra|case-\d|pleural/i;
 
 test("an expert reviews a 5-case session with the keyboard, reloads midway, finishes, exports and re-imports", async (t) => {
-  const server = await serve(DIST);
-  const first = await openPage(browser);
-  t.after(async () => {
-    await first.context.close();
-    await server.close();
-  });
-  const { page, requests, problems } = first;
+  const first = await session(t, browser);
+  const { server, page, requests, problems } = first;
   const bundle = JSON.parse(await readFile(path.join(ROOT, "models/manifest.json"), "utf8"));
   let exported;
   await withScreenshot(page, t.name, async () => {
@@ -252,7 +237,7 @@ test("an expert reviews a 5-case session with the keyboard, reloads midway, fini
     assert.ok(lines.some((l) => /^case,,case-1,.*,4,5,3,Spine finding missed; otherwise right\.$/.test(l)), csv.text);
     assert.ok(lines.some((l) => /^session,.*,,4,,Useful; assertion errors were rare\.$/.test(l)), csv.text);
 
-    assertPrivate(server, requests);
+    assertPrivate(server, requests, CASE_DATA, { blobs: true });
     assert.deepEqual(problems, []);
   });
 
@@ -285,19 +270,14 @@ test("an expert reviews a 5-case session with the keyboard, reloads midway, fini
     await press(p, "ArrowLeft");
     await showCase(p, 1);
     await p.waitForSelector('#review-image img[src^="blob:"]');
-    assertPrivate(server, second.requests);
+    assertPrivate(server, second.requests, CASE_DATA, { blobs: true });
     assert.deepEqual(second.problems, []);
   });
 });
 
 test("a case file that cannot be read is refused with a reason", async (t) => {
-  const server = await serve(DIST);
-  const s = await openPage(browser);
-  t.after(async () => {
-    await s.context.close();
-    await server.close();
-  });
-  const page = s.page;
+  const s = await session(t, browser);
+  const { server, page } = s;
   await withScreenshot(page, t.name, async () => {
     await page.goto(server.origin + "/#review");
     await waitReady(page);
