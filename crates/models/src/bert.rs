@@ -6,6 +6,7 @@
 //! dropout is real, with masks from a seeded generator.
 
 use crate::config::{BertConfig, HiddenAct};
+use crate::kernels;
 use crate::rng::SplitMix64;
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
@@ -151,7 +152,7 @@ impl Layer {
         let k = self.split_heads(&self.key.forward(xs)?)?;
         let v = self.split_heads(&self.value.forward(xs)?)?;
         let scores = (q.matmul(&k.t()?)? / (self.head_size as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = kernels::softmax_last_dim(&scores)?;
         let probs = dropout(&probs, self.attention_dropout, rng.as_deref_mut())?;
         let context = probs
             .matmul(&v)?
@@ -166,7 +167,7 @@ impl Layer {
         let attended = self.attention_norm.forward(&(attended + xs)?)?;
         let inner = self.intermediate.forward(&attended)?;
         let inner = match self.act {
-            HiddenAct::Gelu => inner.gelu_erf()?,
+            HiddenAct::Gelu => kernels::gelu(&inner)?,
             HiddenAct::GeluApproximate => inner.gelu()?,
             HiddenAct::Relu => inner.relu()?,
         };

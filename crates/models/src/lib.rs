@@ -15,6 +15,7 @@ mod frozen_batch_norm;
 pub mod fusion;
 pub mod image_model;
 pub mod iob;
+mod kernels;
 pub mod quantized;
 pub mod report;
 pub mod report_model;
