@@ -1,7 +1,9 @@
 //! Latency of the report model (the shipped Q8_0 bundle in `models/text`,
-//! dequantized at load as in the browser): a typical OpenI report (the same
-//! text as the rule-pipeline bench and the browser bench), a report of about
-//! 512 word pieces, and loading the bundle. Results: BENCHMARKS.md.
+//! dequantized at load as in the browser): a report of OpenI's median length
+//! (the issue's "typical report, about 60 tokens"), a longer typical report
+//! (the same text as the rule-pipeline bench), a report of about 512 word
+//! pieces, and loading the bundle. The browser bench uses the same texts.
+//! Results: BENCHMARKS.md.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use integrabner_core::RulePipeline;
@@ -9,6 +11,7 @@ use integrabner_models::report::ReportTagger;
 use std::path::Path;
 
 const TYPICAL: &str = include_str!("../../core/benches/reports/typical.txt");
+const MEDIAN: &str = include_str!("../../core/benches/reports/median.txt");
 
 fn bench(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/text");
@@ -29,6 +32,7 @@ fn bench(c: &mut Criterion) {
             .collect();
         tagger.tokenizer.encode_words(&words).unwrap().ids.len()
     };
+    eprintln!("median report: {} word pieces", pieces(MEDIAN));
     eprintln!("typical report: {} word pieces", pieces(TYPICAL));
     let mut long = TYPICAL.to_string();
     while pieces(&long) < 512 {
@@ -37,6 +41,9 @@ fn bench(c: &mut Criterion) {
     }
     eprintln!("long report: {} word pieces", pieces(&long));
 
+    c.bench_function("report model, median report", |b| {
+        b.iter(|| tagger.predict(&rules, "r", black_box(MEDIAN)).unwrap())
+    });
     c.bench_function("report model, typical report", |b| {
         b.iter(|| tagger.predict(&rules, "r", black_box(TYPICAL)).unwrap())
     });
