@@ -25,6 +25,11 @@ pub enum NerCommand {
         /// Corpus directory with train.tsv and devel.tsv.
         #[arg(long)]
         data: PathBuf,
+        /// More training sentences from another corpus with the same entity
+        /// type, e.g. BC5CDR-disease-IOB/train.tsv beside NCBI-disease
+        /// (repeatable). Early stopping still reads only DATA/devel.tsv.
+        #[arg(long, value_name = "TSV")]
+        extra_train: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -77,10 +82,14 @@ pub fn run(command: NerCommand) -> Result<u8> {
         NerCommand::Train {
             base,
             data,
+            extra_train,
             out,
             training,
         } => {
             let mut train = read_corpus(&data.join("train.tsv"))?;
+            for file in &extra_train {
+                train.extend(read_corpus(file)?);
+            }
             if let Some(n) = training.limit {
                 train.truncate(n);
             }
