@@ -100,9 +100,22 @@ pub enum ReportCommand {
         /// model (3 of all-MiniLM-L6-v2's 6 halves the encoder's work).
         #[arg(long)]
         layers: Option<usize>,
+        /// Keep only N feed-forward neurons per layer, the strongest by weight
+        /// norms (all-MiniLM-L6-v2 has 1536; 768 leaves two thirds of the
+        /// encoder's work at the same depth).
+        #[arg(long, value_name = "N")]
+        feed_forward_width: Option<usize>,
         /// Weight of the coded-findings loss beside the tag and assertion losses.
         #[arg(long, default_value_t = report::FINDINGS_WEIGHT)]
         findings_weight: f64,
+        /// Distil a trained report model (a training output or a bundle such
+        /// as models/text): the findings targets become a mix of its
+        /// probabilities and the manual coding.
+        #[arg(long)]
+        teacher: Option<PathBuf>,
+        /// The teacher's weight in each findings target (0 to 1).
+        #[arg(long, default_value_t = 0.5, requires = "teacher")]
+        teacher_share: f32,
         #[command(flatten)]
         training: TrainArgs,
     },
@@ -146,7 +159,10 @@ pub fn run(command: ReportCommand) -> Result<u8> {
             base,
             out,
             layers,
+            feed_forward_width,
             findings_weight,
+            teacher,
+            teacher_share,
             training,
         } => {
             let rules = RulePipeline::embedded();
@@ -166,11 +182,17 @@ pub fn run(command: ReportCommand) -> Result<u8> {
                 train.len(),
                 dev.len()
             );
+            let teacher = teacher.as_deref().map(report::load_tagger).transpose()?;
             crate::training::run_interruptibly(&out, |keep_going| {
                 let recipe = report::Recipe {
                     base: &base,
                     layers,
+                    feed_forward_width,
                     findings_weight,
+                    teacher: teacher.as_ref().map(|model| report::Teacher {
+                        model,
+                        share: teacher_share,
+                    }),
                 };
                 report::train(recipe, &rules, &train, &dev, &out, config, keep_going)
             })

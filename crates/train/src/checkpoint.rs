@@ -34,6 +34,51 @@ impl Checkpoint {
             .retain(|name, _| layer_of(name).is_none_or(|i| i < layers));
         Ok(())
     }
+
+    /// Keeps `width` of the feed-forward neurons of every layer, those with
+    /// the largest product of input-row and output-column norms (a neuron
+    /// with a small one barely moves the layer's output), in their original
+    /// order: the same depth at less work per token. The feed-forward
+    /// products are two thirds of a BERT layer's multiply-adds; at half the
+    /// width the encoder does two thirds of its work. The result is a plain
+    /// BERT with a smaller `intermediate_size`, which fine-tunes to recover.
+    pub fn narrow_feed_forward(&mut self, width: usize) -> Result<()> {
+        let total = self.config.intermediate_size;
+        if width == 0 || width > total {
+            bail!(
+                "--feed-forward-width must be between 1 and the checkpoint's {total}, not {width}"
+            );
+        }
+        for layer in 0..self.config.num_hidden_layers {
+            let prefix = format!("bert.encoder.layer.{layer}");
+            let names = [
+                format!("{prefix}.intermediate.dense.weight"),
+                format!("{prefix}.intermediate.dense.bias"),
+                format!("{prefix}.output.dense.weight"),
+            ];
+            let [w_in, b_in, w_out] = names.each_ref().map(|n| self.tensors.get(n));
+            let (Some(w_in), Some(b_in), Some(w_out)) = (w_in, b_in, w_out) else {
+                bail!("the checkpoint has no feed-forward weights for layer {layer}");
+            };
+            let score: Vec<f32> =
+                (w_in.sqr()?.sum(1)?.sqrt()? * w_out.sqr()?.sum(0)?.sqrt()?)?.to_vec1()?;
+            let mut kept: Vec<u32> = (0..total as u32).collect();
+            kept.sort_by(|&a, &b| score[b as usize].total_cmp(&score[a as usize]));
+            kept.truncate(width);
+            kept.sort_unstable();
+            let kept = Tensor::new(kept.as_slice(), w_in.device())?;
+            let narrowed = [
+                w_in.index_select(&kept, 0)?,
+                b_in.index_select(&kept, 0)?,
+                w_out.index_select(&kept, 1)?,
+            ];
+            for (name, tensor) in names.into_iter().zip(narrowed) {
+                self.tensors.insert(name, tensor);
+            }
+        }
+        self.config.intermediate_size = width;
+        Ok(())
+    }
 }
 
 /// The encoder layer a parameter belongs to (`bert.encoder.layer.3.…` → 3).
@@ -162,5 +207,114 @@ mod tests {
                 "entity_classifier.weight",
             ]
         );
+    }
+
+    /// A random two-layer BERT, hidden 8, feed-forward 12, with the output
+    /// weights of `silent` feed-forward neurons set to zero in every layer.
+    fn random_encoder(silent: &[usize]) -> Checkpoint {
+        let config = BertConfig::from_json(
+            r#"{"vocab_size": 6, "hidden_size": 8, "num_hidden_layers": 2,
+                "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 8}"#,
+        )
+        .unwrap();
+        let mut rng = integrabner_models::rng::SplitMix64::new(3);
+        let mut random = |shape: &[usize]| {
+            let n = shape.iter().product();
+            let data: Vec<f32> = (0..n).map(|_| rng.next_normal() * 0.5).collect();
+            Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+        };
+        let mut tensors = HashMap::new();
+        for (name, shape) in [
+            ("word_embeddings.weight", &[6, 8][..]),
+            ("position_embeddings.weight", &[8, 8]),
+            ("token_type_embeddings.weight", &[2, 8]),
+            ("LayerNorm.weight", &[8]),
+            ("LayerNorm.bias", &[8]),
+        ] {
+            tensors.insert(format!("bert.embeddings.{name}"), random(shape));
+        }
+        for layer in 0..2 {
+            for (name, shape) in [
+                ("attention.self.query", [8, 8]),
+                ("attention.self.key", [8, 8]),
+                ("attention.self.value", [8, 8]),
+                ("attention.output.dense", [8, 8]),
+                ("intermediate.dense", [12, 8]),
+                ("output.dense", [8, 12]),
+                ("attention.output.LayerNorm", [8, 0]),
+                ("output.LayerNorm", [8, 0]),
+            ] {
+                let (weight, bias) = if shape[1] == 0 {
+                    (random(&[8]), random(&[8]))
+                } else {
+                    (random(&shape), random(&[shape[0]]))
+                };
+                let prefix = format!("bert.encoder.layer.{layer}.{name}");
+                tensors.insert(format!("{prefix}.weight"), weight);
+                tensors.insert(format!("{prefix}.bias"), bias);
+            }
+            let name = format!("bert.encoder.layer.{layer}.output.dense.weight");
+            let mut mask = vec![1f32; 12];
+            for &n in silent {
+                mask[n] = 0.0;
+            }
+            let mask = Tensor::new(mask, &Device::Cpu).unwrap();
+            let silenced = tensors[&name].broadcast_mul(&mask).unwrap();
+            tensors.insert(name, silenced);
+        }
+        Checkpoint {
+            config,
+            tensors,
+            tokenizer: BertTokenizer::from_vocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\na\nb\n", true)
+                .unwrap(),
+        }
+    }
+
+    fn encode(ckpt: &Checkpoint) -> Vec<f32> {
+        let vb =
+            candle_nn::VarBuilder::from_tensors(ckpt.tensors.clone(), DType::F32, &Device::Cpu);
+        let bert = integrabner_models::Bert::load(vb.pp("bert"), &ckpt.config).unwrap();
+        let ids = Tensor::new(&[[2u32, 4, 5, 4, 3]], &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, 5), DType::U32, &Device::Cpu).unwrap();
+        bert.forward(&ids, &mask, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    #[test]
+    fn narrowing_the_feed_forward_drops_the_weakest_neurons_and_keeps_the_output() {
+        let silent = [1, 4, 6, 10];
+        let full = random_encoder(&silent);
+        let before = encode(&full);
+        let mut narrow = random_encoder(&silent);
+        assert!(narrow.narrow_feed_forward(13).is_err());
+        assert!(narrow.narrow_feed_forward(0).is_err());
+        narrow.narrow_feed_forward(8).unwrap();
+        assert_eq!(narrow.config.intermediate_size, 8);
+        let w_out = &narrow.tensors["bert.encoder.layer.1.output.dense.weight"];
+        assert_eq!(w_out.dims(), [8, 8]);
+        // The silent neurons were the ones dropped: the encoder computes the same.
+        let after = encode(&narrow);
+        let worst = before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-5, "largest difference {worst}");
+        // The kept neurons stay in their order: the first kept input row is neuron 0's.
+        let full_row = full.tensors["bert.encoder.layer.0.intermediate.dense.weight"]
+            .get(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let narrow_row = narrow.tensors["bert.encoder.layer.0.intermediate.dense.weight"]
+            .get(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(full_row, narrow_row);
     }
 }

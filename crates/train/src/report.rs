@@ -6,6 +6,13 @@
 //! cross-entropy, the assertion cross-entropy and `Recipe::findings_weight` times the
 //! binary cross-entropy summed over concepts. The rule evidence is dropped (zeros) for a fraction of the
 //! reports so that the findings head also works on text alone.
+//!
+//! With a teacher (a trained report model, usually a deeper one), the
+//! findings targets are soft: `teacher_share` of the teacher's probability
+//! plus the rest of the manual coding, the teacher read with or without the
+//! rule evidence as the student is. A shallow student learns the coding from
+//! text poorly on 0/1 targets alone; the teacher's probabilities say how
+//! likely every concept is, not only which were coded.
 
 use crate::adamw::AdamW;
 use crate::checkpoint;
@@ -35,14 +42,47 @@ use std::path::Path;
 pub const FINDINGS_WEIGHT: f64 = 0.1;
 
 /// What the report model starts from and what its loss weighs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Recipe<'a> {
     /// A BERT checkpoint directory.
     pub base: &'a Path,
     /// Keep only the base's bottom encoder layers (all when `None`).
     pub layers: Option<usize>,
+    /// Keep only this many feed-forward neurons per layer (all when `None`).
+    pub feed_forward_width: Option<usize>,
     /// Weight of the findings loss (see the module docs).
     pub findings_weight: f64,
+    /// Soft findings targets from this report model (see the module docs).
+    pub teacher: Option<Teacher<'a>>,
+}
+
+/// A trained report model whose findings probabilities the student learns.
+#[derive(Clone, Copy)]
+pub struct Teacher<'a> {
+    pub model: &'a ReportTagger,
+    /// Weight of the teacher's probability in a target, in [0, 1].
+    pub share: f32,
+}
+
+impl Teacher<'_> {
+    /// The soft targets for `report`: (with the rule evidence, text alone).
+    fn targets(
+        &self,
+        rules: &RulePipeline,
+        report: &LabelledReport,
+        gold: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let mix = |use_rules| -> Result<Vec<f32>> {
+            let taught = self.model.analyse(rules, &report.text, use_rules)?;
+            Ok(taught
+                .probabilities
+                .iter()
+                .zip(gold)
+                .map(|(t, g)| self.share * t + (1.0 - self.share) * g)
+                .collect())
+        };
+        Ok((mix(true)?, mix(false)?))
+    }
 }
 /// Fraction of training reports whose findings head sees no rule evidence.
 const EVIDENCE_DROPOUT: f32 = 0.3;
@@ -67,7 +107,10 @@ pub struct Item {
     tags: Vec<(usize, u32)>,
     /// Positions of each silver entity's pieces, and its assertion class.
     entities: Vec<(Vec<usize>, u32)>,
+    /// Findings targets: with the rule evidence, and on text alone (the
+    /// manual coding twice unless a teacher softened them).
     findings: Vec<f32>,
+    findings_text_only: Vec<f32>,
     evidence: Vec<f32>,
 }
 
@@ -106,6 +149,7 @@ fn make_item(
     tokenizer: &BertTokenizer,
     rules: &RulePipeline,
     config: &ReportModelConfig,
+    teacher: Option<Teacher>,
     report: &LabelledReport,
 ) -> Result<Item> {
     let (doc, evidence) = words_and_evidence(rules, &report.text)?;
@@ -131,16 +175,21 @@ fn make_item(
             (!positions.is_empty()).then_some((positions, class))
         })
         .collect();
-    let findings = config
+    let gold: Vec<f32> = config
         .concepts
         .iter()
         .map(|c| f32::from(u8::from(report.gold.contains(c))))
         .collect();
+    let (findings, findings_text_only) = match teacher {
+        Some(teacher) => teacher.targets(rules, report, &gold)?,
+        None => (gold.clone(), gold),
+    };
     Ok(Item {
         ids: encoded.window_ids(tokenizer, 0),
         tags: tag_targets,
         entities,
         findings,
+        findings_text_only,
         evidence,
     })
 }
@@ -209,10 +258,11 @@ impl Task for ReportTask<'_> {
         for item in batch {
             if rng.next_f32() < EVIDENCE_DROPOUT {
                 evidence.extend(std::iter::repeat_n(0.0, width));
+                findings.extend_from_slice(&item.findings_text_only);
             } else {
                 evidence.extend_from_slice(&item.evidence);
+                findings.extend_from_slice(&item.findings);
             }
-            findings.extend_from_slice(&item.findings);
         }
         let evidence = Tensor::from_vec(evidence, (batch.len(), width), &device)?;
         let f = self.model.findings_logits(&pooled, &evidence, Some(rng))?;
@@ -342,6 +392,9 @@ pub fn train(
     if let Some(layers) = recipe.layers {
         ckpt.keep_bottom_layers(layers)?;
     }
+    if let Some(width) = recipe.feed_forward_width {
+        ckpt.narrow_feed_forward(width)?;
+    }
     let model_config = model_config(&ckpt.config, rules);
     let hidden = model_config.bert.hidden_size;
     let mut tensors = ckpt.tensors;
@@ -394,9 +447,29 @@ pub fn train(
         trainer::detached(&graph_tensors),
         ckpt.tokenizer,
     )?;
+    if let Some(teacher) = recipe.teacher {
+        teacher.model.check_rules(rules)?;
+        anyhow::ensure!(
+            teacher.model.config.concepts == model_config.concepts,
+            "the teacher codes other concepts than the student"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&teacher.share),
+            "the teacher's share must be between 0 and 1"
+        );
+        eprintln!("reading the teacher's findings for {} reports", train.len());
+    }
     let items = train
         .iter()
-        .map(|r| make_item(&evaluator.tokenizer, rules, &model_config, r))
+        .map(|r| {
+            make_item(
+                &evaluator.tokenizer,
+                rules,
+                &model_config,
+                recipe.teacher,
+                r,
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     let task = ReportTask {
         model,
@@ -408,10 +481,13 @@ pub fn train(
         base,
         findings_weight: recipe.findings_weight,
     };
-    let signature = serde_json::json!({
+    let mut signature = serde_json::json!({
         "concepts": model_config.concepts,
         "reports": train.len(),
     });
+    if let Some(teacher) = recipe.teacher {
+        signature["teacher_share"] = teacher.share.into();
+    }
     trainer::run(&task, &mut optimizer, out, &config, signature, keep_going)
 }
 

@@ -6,7 +6,7 @@ mod common;
 use common::tiny_checkpoint;
 use integrabner_core::RulePipeline;
 use integrabner_train::report::{
-    evaluate, load_tagger, train, LabelledReport, Outcome, Recipe, FINDINGS_WEIGHT,
+    evaluate, load_tagger, train, LabelledReport, Outcome, Recipe, Teacher, FINDINGS_WEIGHT,
 };
 use integrabner_train::trainer::TrainConfig;
 use std::collections::BTreeSet;
@@ -45,6 +45,27 @@ fn reports(rules: &RulePipeline) -> Vec<LabelledReport> {
     out
 }
 
+/// Enough epochs at a high enough rate for the tiny model to learn the toy set.
+fn toy_training() -> TrainConfig {
+    TrainConfig {
+        epochs: 60,
+        batch_size: 8,
+        learning_rate: 3e-3,
+        patience: 100,
+        max_len: 64,
+        ..TrainConfig::default()
+    }
+}
+
+fn pneumonia(tagger: &integrabner_models::report::ReportTagger) -> usize {
+    tagger
+        .config
+        .concepts
+        .iter()
+        .position(|c| c == "Pneumonia")
+        .unwrap()
+}
+
 #[test]
 fn report_model_learns_spans_assertions_and_findings() {
     let rules = RulePipeline::embedded();
@@ -53,18 +74,12 @@ fn report_model_learns_spans_assertions_and_findings() {
     let data = reports(&rules);
     assert!(data[0].silver.len() >= 3, "{:?}", data[0].silver);
     let out = tempfile::tempdir().unwrap();
-    let config = TrainConfig {
-        epochs: 60,
-        batch_size: 8,
-        learning_rate: 3e-3,
-        patience: 100,
-        max_len: 64,
-        ..TrainConfig::default()
-    };
     let recipe = Recipe {
         base: base.path(),
         layers: None,
+        feed_forward_width: None,
         findings_weight: FINDINGS_WEIGHT,
+        teacher: None,
     };
     let outcome = train(
         recipe,
@@ -72,7 +87,7 @@ fn report_model_learns_spans_assertions_and_findings() {
         &data,
         &data[..4],
         out.path(),
-        config,
+        toy_training(),
         |_| true,
     )
     .unwrap();
@@ -88,12 +103,7 @@ fn report_model_learns_spans_assertions_and_findings() {
         scores.findings.micro().f1
     );
     // "Possible pneumonia" is coded although the rules' evidence says uncertain.
-    let pneumonia = tagger
-        .config
-        .concepts
-        .iter()
-        .position(|c| c == "Pneumonia")
-        .unwrap();
+    let pneumonia = pneumonia(&tagger);
     assert!(outputs[1].probabilities[pneumonia] > 0.5);
     assert!(outputs[3].probabilities[pneumonia] < 0.5);
     for (o, r) in outputs.iter().zip(&data) {
@@ -104,14 +114,16 @@ fn report_model_learns_spans_assertions_and_findings() {
         }
     }
 
-    // A trained model is a base too, heads and all: one epoch at a
-    // negligible learning rate leaves it as good as it was (new heads
-    // would score nothing).
+    // A trained model is a base too, heads and all, also cut to fewer
+    // layers and feed-forward neurons: one epoch at a negligible learning
+    // rate leaves it nearly as good as it was (new heads would score nothing).
     let warm = tempfile::tempdir().unwrap();
     let recipe = Recipe {
         base: &out.path().join("best"),
         layers: Some(1),
+        feed_forward_width: Some(24),
         findings_weight: FINDINGS_WEIGHT,
+        teacher: None,
     };
     let config = TrainConfig {
         epochs: 1,
@@ -134,4 +146,46 @@ fn report_model_learns_spans_assertions_and_findings() {
     let student = load_tagger(&warm.path().join("best")).unwrap();
     let (again, _) = evaluate(&student, &rules, &data[..4], true).unwrap();
     assert!(again.spans.f1() > 0.95, "span F1 {}", again.spans.f1());
+
+    // Distillation: a student whose manual coding has lost "Possible
+    // pneumonia" still codes it when the findings targets are all teacher.
+    let uncoded: Vec<LabelledReport> = data
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.gold.remove("Pneumonia");
+            r
+        })
+        .collect();
+    let distilled = |share: f32| {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = Recipe {
+            base: base.path(),
+            layers: None,
+            feed_forward_width: None,
+            findings_weight: FINDINGS_WEIGHT,
+            teacher: Some(Teacher {
+                model: &tagger,
+                share,
+            }),
+        };
+        let outcome = train(
+            recipe,
+            &rules,
+            &uncoded,
+            &uncoded[..4],
+            dir.path(),
+            toy_training(),
+            |_| true,
+        )
+        .unwrap();
+        assert!(matches!(outcome, Outcome::Finished(_)), "{outcome:?}");
+        let student = load_tagger(&dir.path().join("best")).unwrap();
+        let (_, outputs) = evaluate(&student, &rules, &uncoded[..4], true).unwrap();
+        outputs[1].probabilities[pneumonia]
+    };
+    let taught = distilled(1.0);
+    let untaught = distilled(0.0);
+    assert!(taught > 0.5, "with the teacher: {taught}");
+    assert!(untaught < 0.5, "without the teacher: {untaught}");
 }
