@@ -153,6 +153,19 @@ mod tests {
             .unwrap()
     }
 
+    /// The gradient of Σ weights·y with respect to `x`: weights that are not
+    /// all ones make the incoming gradient of `y` vary.
+    fn weighted_gradient(y: &Tensor, weights: &Tensor, x: &Var) -> Tensor {
+        let grads = y
+            .mul(weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        grads.get(x).unwrap().clone()
+    }
+
     #[test]
     fn rational_erf_is_within_a_millionth_of_libm() {
         let worst = (-6000..=6000)
@@ -168,18 +181,9 @@ mod tests {
         let ours = gelu(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().gelu_erf().unwrap();
         assert!(max_difference(&ours, &theirs) < 1e-5);
-        // A weighted sum, so that the incoming gradient is not all ones.
         let weights = (grid().sin().unwrap() + 2.0).unwrap();
-        let grad = |y: &Tensor| {
-            y.mul(&weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap()
-        };
-        let ours = grad(&ours).get(&x).unwrap().clone();
-        let theirs = grad(&theirs).get(&x).unwrap().clone();
+        let ours = weighted_gradient(&ours, &weights, &x);
+        let theirs = weighted_gradient(&theirs, &weights, &x);
         assert!(max_difference(&ours, &theirs) < 1e-5);
     }
 
@@ -190,16 +194,8 @@ mod tests {
         let theirs = candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap();
         assert!(max_difference(&ours, &theirs) < 1e-6);
         let weights = grid().reshape((7, 7, 49)).unwrap().cos().unwrap();
-        let grad = |y: &Tensor| {
-            y.mul(&weights)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap()
-        };
-        let ours = grad(&ours).get(&x).unwrap().clone();
-        let theirs = grad(&theirs).get(&x).unwrap().clone();
+        let ours = weighted_gradient(&ours, &weights, &x);
+        let theirs = weighted_gradient(&theirs, &weights, &x);
         assert!(max_difference(&ours, &theirs) < 1e-6);
         // Rows of a transposed (non-contiguous) input are still rows.
         let t = x.as_tensor().transpose(1, 2).unwrap();
