@@ -239,6 +239,15 @@ pub struct ReportTagger {
     device: Device,
 }
 
+/// A report through the encoder (see `ReportTagger::encode_report`).
+struct Encoding {
+    doc: Doc,
+    rule_evidence: Vec<f32>,
+    encoded: Encoded,
+    mask: Tensor,
+    hidden: Tensor,
+}
+
 /// What the model made of one report.
 pub struct ReportAnalysis {
     /// The report's tokens with the model's entities as spans.
@@ -307,20 +316,10 @@ impl ReportTagger {
         Ok(())
     }
 
-    /// Runs the model over `text`. With `use_rules`, the findings head reads
-    /// the rule labeler's evidence; without, zeros (text only).
-    pub fn analyse(
-        &self,
-        rules: &RulePipeline,
-        text: &str,
-        use_rules: bool,
-    ) -> Result<ReportAnalysis, ReportError> {
-        let (mut doc, rule_evidence) = words_and_evidence(rules, text)?;
-        let evidence = if use_rules {
-            rule_evidence
-        } else {
-            vec![0.0; self.config.rule_features]
-        };
+    /// The report's words, rule evidence, pieces in windows and the
+    /// encoder's hidden states: what every head reads.
+    fn encode_report(&self, rules: &RulePipeline, text: &str) -> Result<Encoding, ReportError> {
+        let (doc, rule_evidence) = words_and_evidence(rules, text)?;
         let encoded = Encoded::new(
             &self.tokenizer,
             &doc,
@@ -336,8 +335,68 @@ impl ReportTagger {
             .map(|w| encoded.window_ids(&self.tokenizer, w))
             .collect();
         let (ids, mask) = pad_rows(&rows, self.tokenizer.pad, &self.device)?;
-        let len = ids.dim(1)?;
         let hidden = self.model.encode(&ids, &mask, None)?;
+        Ok(Encoding {
+            doc,
+            rule_evidence,
+            encoded,
+            mask,
+            hidden,
+        })
+    }
+
+    /// Calibrated findings probabilities: the mean over every real token of
+    /// every window, with `evidence` (the rules' or zeros) beside it.
+    fn findings_probabilities(
+        &self,
+        hidden: &Tensor,
+        mask: &Tensor,
+        evidence: Vec<f32>,
+    ) -> Result<Vec<f32>, ReportError> {
+        let count = mask.to_dtype(DType::F32)?.sum_all()?;
+        let pooled = ReportModel::masked_sum(hidden, mask)?
+            .sum_keepdim(0)?
+            .broadcast_div(&count)?;
+        let evidence = Tensor::from_vec(evidence, (1, self.config.rule_features), &self.device)?;
+        let logits = self.model.findings_logits(&pooled, &evidence, None)?;
+        Ok(
+            candle_nn::ops::sigmoid(&(logits / f64::from(self.config.temperature))?)?
+                .flatten_all()?
+                .to_vec1()?,
+        )
+    }
+
+    /// The findings probabilities with the rule evidence and on text alone
+    /// (as `analyse` with and without `use_rules`), from one encoder pass.
+    pub fn findings_with_and_without_rules(
+        &self,
+        rules: &RulePipeline,
+        text: &str,
+    ) -> Result<(Vec<f32>, Vec<f32>), ReportError> {
+        let encoding = self.encode_report(rules, text)?;
+        let zeros = vec![0.0; self.config.rule_features];
+        Ok((
+            self.findings_probabilities(&encoding.hidden, &encoding.mask, encoding.rule_evidence)?,
+            self.findings_probabilities(&encoding.hidden, &encoding.mask, zeros)?,
+        ))
+    }
+
+    /// Runs the model over `text`. With `use_rules`, the findings head reads
+    /// the rule labeler's evidence; without, zeros (text only).
+    pub fn analyse(
+        &self,
+        rules: &RulePipeline,
+        text: &str,
+        use_rules: bool,
+    ) -> Result<ReportAnalysis, ReportError> {
+        let Encoding {
+            mut doc,
+            rule_evidence,
+            encoded,
+            mask,
+            hidden,
+        } = self.encode_report(rules, text)?;
+        let len = hidden.dim(1)?;
 
         // Tags: each word from the window where its first piece has the most context.
         let probs: Vec<Vec<Vec<f32>>> =
@@ -423,17 +482,12 @@ impl ReportTagger {
             }
         }
 
-        // Findings: the mean over every real token of every window.
-        let count = mask.to_dtype(DType::F32)?.sum_all()?;
-        let pooled = ReportModel::masked_sum(&hidden, &mask)?
-            .sum_keepdim(0)?
-            .broadcast_div(&count)?;
-        let evidence = Tensor::from_vec(evidence, (1, self.config.rule_features), &self.device)?;
-        let logits = self.model.findings_logits(&pooled, &evidence, None)?;
-        let probabilities =
-            candle_nn::ops::sigmoid(&(logits / f64::from(self.config.temperature))?)?
-                .flatten_all()?
-                .to_vec1()?;
+        let evidence = if use_rules {
+            rule_evidence
+        } else {
+            vec![0.0; self.config.rule_features]
+        };
+        let probabilities = self.findings_probabilities(&hidden, &mask, evidence)?;
         Ok(ReportAnalysis { doc, probabilities })
     }
 

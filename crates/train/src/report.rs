@@ -72,16 +72,17 @@ impl Teacher<'_> {
         report: &LabelledReport,
         gold: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let mix = |use_rules| -> Result<Vec<f32>> {
-            let taught = self.model.analyse(rules, &report.text, use_rules)?;
-            Ok(taught
-                .probabilities
+        let (with_rules, text_only) = self
+            .model
+            .findings_with_and_without_rules(rules, &report.text)?;
+        let mix = |taught: Vec<f32>| -> Vec<f32> {
+            taught
                 .iter()
                 .zip(gold)
                 .map(|(t, g)| self.share * t + (1.0 - self.share) * g)
-                .collect())
+                .collect()
         };
-        Ok((mix(true)?, mix(false)?))
+        Ok((mix(with_rules), mix(text_only)))
     }
 }
 /// Fraction of training reports whose findings head sees no rule evidence.

@@ -5,11 +5,13 @@
 mod common;
 use common::tiny_checkpoint;
 use integrabner_core::RulePipeline;
+use integrabner_models::report::ReportTagger;
 use integrabner_train::report::{
     evaluate, load_tagger, train, LabelledReport, Outcome, Recipe, Teacher, FINDINGS_WEIGHT,
 };
 use integrabner_train::trainer::TrainConfig;
 use std::collections::BTreeSet;
+use std::path::Path;
 
 fn reports(rules: &RulePipeline) -> Vec<LabelledReport> {
     let texts = [
@@ -57,7 +59,21 @@ fn toy_training() -> TrainConfig {
     }
 }
 
-fn pneumonia(tagger: &integrabner_models::report::ReportTagger) -> usize {
+/// Trains `recipe` on `data` (its first 4 reports for early stopping) into
+/// `out`, and loads the best epoch.
+fn trained(
+    recipe: Recipe,
+    rules: &RulePipeline,
+    data: &[LabelledReport],
+    config: TrainConfig,
+    out: &Path,
+) -> ReportTagger {
+    let outcome = train(recipe, rules, data, &data[..4], out, config, |_| true).unwrap();
+    assert!(matches!(outcome, Outcome::Finished(_)), "{outcome:?}");
+    load_tagger(&out.join("best")).unwrap()
+}
+
+fn pneumonia(tagger: &ReportTagger) -> usize {
     tagger
         .config
         .concepts
@@ -81,19 +97,7 @@ fn report_model_learns_spans_assertions_and_findings() {
         findings_weight: FINDINGS_WEIGHT,
         teacher: None,
     };
-    let outcome = train(
-        recipe,
-        &rules,
-        &data,
-        &data[..4],
-        out.path(),
-        toy_training(),
-        |_| true,
-    )
-    .unwrap();
-    assert!(matches!(outcome, Outcome::Finished(_)), "{outcome:?}");
-
-    let tagger = load_tagger(&out.path().join("best")).unwrap();
+    let tagger = trained(recipe, &rules, &data, toy_training(), out.path());
     let (scores, outputs) = evaluate(&tagger, &rules, &data[..4], true).unwrap();
     assert!(scores.spans.f1() > 0.95, "span F1 {}", scores.spans.f1());
     assert_eq!(scores.assertion_correct, scores.spans.true_positives);
@@ -106,6 +110,13 @@ fn report_model_learns_spans_assertions_and_findings() {
     let pneumonia = pneumonia(&tagger);
     assert!(outputs[1].probabilities[pneumonia] > 0.5);
     assert!(outputs[3].probabilities[pneumonia] < 0.5);
+    // One encoder pass gives what two analyses give (the teacher's targets).
+    let (with_rules, text_only) = tagger
+        .findings_with_and_without_rules(&rules, &data[1].text)
+        .unwrap();
+    assert_eq!(with_rules, outputs[1].probabilities);
+    let alone = tagger.analyse(&rules, &data[1].text, false).unwrap();
+    assert_eq!(text_only, alone.probabilities);
     for (o, r) in outputs.iter().zip(&data) {
         for e in &o.prediction.entities {
             let text: String = r.text.chars().skip(e.start).take(e.end - e.start).collect();
@@ -132,18 +143,7 @@ fn report_model_learns_spans_assertions_and_findings() {
         max_len: 64,
         ..TrainConfig::default()
     };
-    let outcome = train(
-        recipe,
-        &rules,
-        &data,
-        &data[..4],
-        warm.path(),
-        config,
-        |_| true,
-    )
-    .unwrap();
-    assert!(matches!(outcome, Outcome::Finished(_)), "{outcome:?}");
-    let student = load_tagger(&warm.path().join("best")).unwrap();
+    let student = trained(recipe, &rules, &data, config, warm.path());
     let (again, _) = evaluate(&student, &rules, &data[..4], true).unwrap();
     assert!(again.spans.f1() > 0.95, "span F1 {}", again.spans.f1());
 
@@ -169,18 +169,7 @@ fn report_model_learns_spans_assertions_and_findings() {
                 share,
             }),
         };
-        let outcome = train(
-            recipe,
-            &rules,
-            &uncoded,
-            &uncoded[..4],
-            dir.path(),
-            toy_training(),
-            |_| true,
-        )
-        .unwrap();
-        assert!(matches!(outcome, Outcome::Finished(_)), "{outcome:?}");
-        let student = load_tagger(&dir.path().join("best")).unwrap();
+        let student = trained(recipe, &rules, &uncoded, toy_training(), dir.path());
         let (_, outputs) = evaluate(&student, &rules, &uncoded[..4], true).unwrap();
         outputs[1].probabilities[pneumonia]
     };
