@@ -80,7 +80,11 @@ impl AdamW {
                 continue;
             };
             let lr = lr * self.lr_scale[i];
-            let m = ((&self.first[i] * self.beta1)? + (g * (1.0 - self.beta1))?)?;
+            // A variable's gradient still points into the forward graph
+            // (candle detaches only the gradients of intermediate nodes);
+            // moments built on it would keep every step's graph alive.
+            let g = g.detach();
+            let m = ((&self.first[i] * self.beta1)? + (&g * (1.0 - self.beta1))?)?;
             let v = ((&self.second[i] * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let update = ((&m / correct1)? / ((&v / correct2)?.sqrt()? + self.eps)?)?;
             let decayed = (var.as_tensor() * (1.0 - lr * self.weight_decay))?;
@@ -114,5 +118,29 @@ impl AdamW {
         }
         self.step = step;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn moments_do_not_hold_on_to_the_forward_graph() {
+        // w · x with x itself computed: the gradient of w is built from x's
+        // graph, and the moments must not keep it alive from step to step.
+        let w = Var::from_tensor(&Tensor::ones(3, candle_core::DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
+        let mut optimizer = AdamW::new(vec![("w".into(), w.clone())], 0.0).unwrap();
+        for _ in 0..2 {
+            let x = (w.as_tensor().exp().unwrap() * 2.0).unwrap();
+            let loss = (w.as_tensor() * &x).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            assert!(grads.get(w.as_tensor()).unwrap().track_op());
+            optimizer.apply(&grads, 0.1).unwrap();
+        }
+        assert!(optimizer.state().values().all(|t| !t.track_op()));
+        assert!(w.as_tensor().to_vec1::<f32>().unwrap()[0] < 1.0);
     }
 }
