@@ -817,6 +817,59 @@ fn fusion_trains_on_real_openi_pairs_in_both_naming_layouts() {
 }
 
 #[test]
+fn resnet50_trains_from_scratch_then_serves_as_the_encoder_of_a_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let nih = nih_like_set(dir.path());
+    let scratch = dir.path().join("scratch");
+    let run = bin()
+        .args([
+            "image",
+            "train-resnet",
+            "--epochs",
+            "1",
+            "--input-size",
+            "32",
+            "--nih",
+        ])
+        .arg(&nih)
+        .arg("--out")
+        .arg(&scratch)
+        .output()
+        .unwrap();
+    assert_success(&run);
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(log.contains("validation mean ROC-AUC"), "{log}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scratch.join("best/config.json")).unwrap()).unwrap();
+    assert_eq!(config["input_size"], 32);
+    assert_eq!(config["resnet"]["classes"], 15);
+
+    let head = dir.path().join("head");
+    let run = bin()
+        .args([
+            "image",
+            "train",
+            "--encoder",
+            "resnet50",
+            "--input-size",
+            "32",
+            "--weights",
+        ])
+        .arg(scratch.join("best/model.safetensors"))
+        .arg("--nih")
+        .arg(&nih)
+        .arg("--out")
+        .arg(&head)
+        .output()
+        .unwrap();
+    assert_success(&run);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(head.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["input_size"], 32);
+    assert_eq!(config["encoder"]["classes"], 0);
+}
+
+#[test]
 fn a_torchvision_resnet50_checkpoint_trains_exports_and_predicts() {
     use integrabner_models::resnet::{random_weights, ResNetConfig};
     let dir = tempfile::tempdir().unwrap();

@@ -1,9 +1,15 @@
-//! ResNet with bottleneck blocks (ResNet-50: 3, 4, 6, 3), inference only,
-//! with the parameter names of torchvision and timm checkpoints (`conv1`,
-//! `bn1`, `layerN.M.conv1..3`, `bn1..3`, `downsample.0/1`, `fc`), so that a
-//! user's `resnet50-*.pth` or timm `model.safetensors` loads as it is. The
-//! stride sits on the 3×3 convolution (torchvision's "v1.5"). Batch norm uses
-//! its running statistics, folded into a scale and a shift.
+//! ResNet with bottleneck blocks (ResNet-50: 3, 4, 6, 3), with the parameter
+//! names of torchvision and timm checkpoints (`conv1`, `bn1`,
+//! `layerN.M.conv1..3`, `bn1..3`, `downsample.0/1`, `fc`), so that a user's
+//! `resnet50-*.pth` or timm `model.safetensors` loads as it is. The stride
+//! sits on the 3×3 convolution (torchvision's "v1.5").
+//!
+//! [`ResNet::load`] is for inference: batch norm uses its running statistics,
+//! folded into a scale and a shift. [`ResNet::load_for_training`] normalizes
+//! with each batch's statistics and records them, so that running statistics
+//! can be estimated afterwards ([`running_statistics`]); every operation in
+//! it has a gradient (candle's max pool has none when kernel and stride
+//! differ, so the stem's pool is built from strided slices).
 
 use crate::frozen_batch_norm::FrozenBatchNorm;
 use crate::rng::SplitMix64;
@@ -11,6 +17,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResNetConfig {
@@ -48,30 +55,114 @@ pub fn normalize(rgb: &Tensor) -> Result<Tensor> {
         .broadcast_div(&std)
 }
 
+/// Which statistics batch norm normalizes with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Statistics {
+    Running,
+    Batch,
+}
+
+const BATCH_NORM_EPS: f64 = 1e-5;
+
+/// A batch norm in one of the two modes.
+enum BatchNorm {
+    Running(FrozenBatchNorm),
+    /// Normalizes with the batch's mean and (biased) variance per channel and
+    /// records them, detached, once per forward.
+    Batch {
+        weight: Tensor,
+        bias: Tensor,
+        recorded: Mutex<Vec<(Tensor, Tensor)>>,
+    },
+}
+
+impl BatchNorm {
+    fn load(vb: VarBuilder, channels: usize, statistics: Statistics) -> Result<Self> {
+        Ok(match statistics {
+            Statistics::Running => {
+                Self::Running(FrozenBatchNorm::load(vb, channels, BATCH_NORM_EPS)?)
+            }
+            Statistics::Batch => Self::Batch {
+                weight: vb.get(channels, "weight")?.reshape((1, channels, 1, 1))?,
+                bias: vb.get(channels, "bias")?.reshape((1, channels, 1, 1))?,
+                recorded: Mutex::new(Vec::new()),
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Running(bn) => bn.forward(x),
+            Self::Batch {
+                weight,
+                bias,
+                recorded,
+            } => {
+                let mean = x.mean_keepdim((0, 2, 3))?;
+                let centered = x.broadcast_sub(&mean)?;
+                let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+                recorded
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((mean.flatten_all()?.detach(), var.flatten_all()?.detach()));
+                centered
+                    .broadcast_div(&(var + BATCH_NORM_EPS)?.sqrt()?)?
+                    .broadcast_mul(weight)?
+                    .broadcast_add(bias)
+            }
+        }
+    }
+
+    /// The batch statistics recorded since the last call (none in running mode).
+    fn take_recorded(&self) -> Vec<(Tensor, Tensor)> {
+        match self {
+            Self::Running(_) => Vec::new(),
+            Self::Batch { recorded, .. } => std::mem::take(
+                &mut *recorded
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
+        }
+    }
+}
+
 /// A bias-free convolution followed by its batch norm.
 struct ConvBn {
     weight: Tensor,
     stride: usize,
     padding: usize,
-    bn: FrozenBatchNorm,
+    /// The batch norm's parameter prefix (`layer1.0.bn1`).
+    bn_name: String,
+    bn: BatchNorm,
+}
+
+/// Where a convolution sits and its shape.
+struct ConvSpec<'a> {
+    conv: &'a str,
+    bn: &'a str,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
 }
 
 impl ConvBn {
-    #[allow(clippy::too_many_arguments)]
-    fn load(
-        vb: &VarBuilder,
-        conv: &str,
-        bn: &str,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-    ) -> Result<Self> {
+    fn load(vb: &VarBuilder, spec: ConvSpec, statistics: Statistics) -> Result<Self> {
+        let ConvSpec {
+            conv,
+            bn,
+            cin,
+            cout,
+            k,
+            stride,
+        } = spec;
+        let bn_vb = vb.pp(bn);
         Ok(Self {
             weight: vb.pp(conv).get((cout, cin, k, k), "weight")?,
             stride,
             padding: k / 2,
-            bn: FrozenBatchNorm::load(vb.pp(bn), cout, 1e-5)?,
+            bn_name: bn_vb.prefix(),
+            bn: BatchNorm::load(bn_vb, cout, statistics)?,
         })
     }
 }
@@ -91,26 +182,41 @@ struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn load(vb: VarBuilder, cin: usize, width: usize, stride: usize) -> Result<Self> {
+    fn load(
+        vb: VarBuilder,
+        cin: usize,
+        width: usize,
+        stride: usize,
+        statistics: Statistics,
+    ) -> Result<Self> {
         let out = 4 * width;
+        let conv = |conv, bn, cin, cout, k, stride| {
+            let spec = ConvSpec {
+                conv,
+                bn,
+                cin,
+                cout,
+                k,
+                stride,
+            };
+            ConvBn::load(&vb, spec, statistics)
+        };
         Ok(Self {
-            reduce: ConvBn::load(&vb, "conv1", "bn1", cin, width, 1, 1)?,
-            spatial: ConvBn::load(&vb, "conv2", "bn2", width, width, 3, stride)?,
-            expand: ConvBn::load(&vb, "conv3", "bn3", width, out, 1, 1)?,
+            reduce: conv("conv1", "bn1", cin, width, 1, 1)?,
+            spatial: conv("conv2", "bn2", width, width, 3, stride)?,
+            expand: conv("conv3", "bn3", width, out, 1, 1)?,
             downsample: if stride != 1 || cin != out {
-                Some(ConvBn::load(
-                    &vb,
-                    "downsample.0",
-                    "downsample.1",
-                    cin,
-                    out,
-                    1,
-                    stride,
-                )?)
+                Some(conv("downsample.0", "downsample.1", cin, out, 1, stride)?)
             } else {
                 None
             },
         })
+    }
+
+    fn conv_bns(&self) -> impl Iterator<Item = &ConvBn> {
+        [&self.reduce, &self.spatial, &self.expand]
+            .into_iter()
+            .chain(&self.downsample)
     }
 }
 
@@ -134,7 +240,18 @@ pub struct ResNet {
 }
 
 impl ResNet {
+    /// For inference: batch norm with the checkpoint's running statistics.
     pub fn load(vb: VarBuilder, config: &ResNetConfig) -> Result<Self> {
+        Self::load_with(vb, config, Statistics::Running)
+    }
+
+    /// For training: batch norm with each batch's statistics, recorded for
+    /// [`ResNet::take_batch_statistics`]; no running statistics are read.
+    pub fn load_for_training(vb: VarBuilder, config: &ResNetConfig) -> Result<Self> {
+        Self::load_with(vb, config, Statistics::Batch)
+    }
+
+    fn load_with(vb: VarBuilder, config: &ResNetConfig, statistics: Statistics) -> Result<Self> {
         let mut blocks = Vec::new();
         let mut cin = config.width;
         for (stage, &count) in config.layers.iter().enumerate() {
@@ -142,12 +259,23 @@ impl ResNet {
             for b in 0..count {
                 let stride = if stage > 0 && b == 0 { 2 } else { 1 };
                 let vb = vb.pp(format!("layer{}.{b}", stage + 1));
-                blocks.push(Bottleneck::load(vb, cin, width, stride)?);
+                blocks.push(Bottleneck::load(vb, cin, width, stride, statistics)?);
                 cin = 4 * width;
             }
         }
         Ok(Self {
-            stem: ConvBn::load(&vb, "conv1", "bn1", 3, config.width, 7, 2)?,
+            stem: ConvBn::load(
+                &vb,
+                ConvSpec {
+                    conv: "conv1",
+                    bn: "bn1",
+                    cin: 3,
+                    cout: config.width,
+                    k: 7,
+                    stride: 2,
+                },
+                statistics,
+            )?,
             blocks,
             fc: if config.classes > 0 {
                 Some(linear(config.channels(), config.classes, vb.pp("fc"))?)
@@ -160,15 +288,7 @@ impl ResNet {
     /// The last feature map `[batch, channels, h/32, w/32]` of normalized
     /// input `[batch, 3, h, w]`.
     pub fn feature_map(&self, x: &Tensor) -> Result<Tensor> {
-        // After the ReLU every value is ≥ 0, so zero padding gives the max
-        // pool of -inf padding.
-        let mut h = self
-            .stem
-            .forward(x)?
-            .relu()?
-            .pad_with_zeros(D::Minus1, 1, 1)?
-            .pad_with_zeros(D::Minus2, 1, 1)?
-            .max_pool2d_with_stride(3, 2)?;
+        let mut h = max_pool_3x3_stride_2(&self.stem.forward(x)?.relu()?)?;
         for block in &self.blocks {
             h = block.forward(&h)?;
         }
@@ -183,6 +303,69 @@ impl ResNet {
             None => Ok(pooled),
         }
     }
+
+    /// The batch statistics (mean, biased variance) each batch norm recorded
+    /// since the last call, by parameter prefix; empty for a model loaded
+    /// for inference.
+    pub fn take_batch_statistics(&self) -> Vec<(String, Vec<(Tensor, Tensor)>)> {
+        std::iter::once(&self.stem)
+            .chain(self.blocks.iter().flat_map(Bottleneck::conv_bns))
+            .map(|c| (c.bn_name.clone(), c.bn.take_recorded()))
+            .collect()
+    }
+}
+
+/// Running statistics (`{prefix}.running_mean`, `{prefix}.running_var`)
+/// from the batch statistics of equally sized batches: the mean of the batch
+/// means, and the variance of all values pooled (mean of the batch variances
+/// plus the variance of the batch means). Estimating them after training from
+/// the final weights ("precise batch norm") needs no state during training.
+pub fn running_statistics(
+    recorded: &[(String, Vec<(Tensor, Tensor)>)],
+) -> Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for (prefix, batches) in recorded {
+        if batches.is_empty() {
+            continue;
+        }
+        let means = Tensor::stack(&batches.iter().map(|b| &b.0).collect::<Vec<_>>(), 0)?;
+        let vars = Tensor::stack(&batches.iter().map(|b| &b.1).collect::<Vec<_>>(), 0)?;
+        let mean = means.mean(0)?;
+        let var = (vars.mean(0)? + means.sqr()?.mean(0)?.sub(&mean.sqr()?)?)?;
+        out.insert(format!("{prefix}.running_mean"), mean);
+        out.insert(format!("{prefix}.running_var"), var);
+    }
+    Ok(out)
+}
+
+/// 3×3 max pool, stride 2, padding 1, of a map that is ≥ 0 (after a ReLU,
+/// zero padding is the same as -inf padding), as the maximum of strided
+/// slices along each axis in turn: unlike candle's `max_pool2d` when kernel
+/// and stride differ, it has a gradient.
+fn max_pool_3x3_stride_2(x: &Tensor) -> Result<Tensor> {
+    max_of_three_stride_two(&max_of_three_stride_two(x, 2)?, 3)
+}
+
+/// Output `o` along `axis` is the maximum of inputs 2o-1, 2o and 2o+1.
+fn max_of_three_stride_two(x: &Tensor, axis: usize) -> Result<Tensor> {
+    let n = x.dim(axis)?;
+    let out = n.div_ceil(2);
+    // One zero before; after, enough that the slice at offset 2 of length
+    // 2·out fits.
+    let padded = x.pad_with_zeros(axis, 1, 2 * out + 1 - n)?;
+    let every_other = |offset: usize| -> Result<Tensor> {
+        let mut shape = padded.dims().to_vec();
+        shape[axis] = out;
+        shape.insert(axis + 1, 2);
+        padded
+            .narrow(axis, offset, 2 * out)?
+            .reshape(shape)?
+            .narrow(axis + 1, 0, 1)?
+            .squeeze(axis + 1)
+    };
+    every_other(0)?
+        .maximum(&every_other(1)?)?
+        .maximum(&every_other(2)?)
 }
 
 /// Random weights under torchvision's names for `config` (He-scaled
@@ -259,6 +442,136 @@ pub fn random_weights(config: &ResNetConfig, seed: u64) -> Result<HashMap<String
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn strided_slice_max_pool_equals_candles_and_has_a_gradient() {
+        for (h, w) in [(8, 8), (7, 9), (5, 4)] {
+            let x = candle_core::Var::from_tensor(
+                &Tensor::randn(0f32, 1.0, (2, 3, h, w), &Device::Cpu)
+                    .unwrap()
+                    .relu()
+                    .unwrap(),
+            )
+            .unwrap();
+            let ours = max_pool_3x3_stride_2(x.as_tensor()).unwrap();
+            let reference = x
+                .as_tensor()
+                .pad_with_zeros(D::Minus1, 1, 1)
+                .unwrap()
+                .pad_with_zeros(D::Minus2, 1, 1)
+                .unwrap()
+                .max_pool2d_with_stride(3, 2)
+                .unwrap();
+            assert_eq!(ours.dims(), reference.dims(), "{h}x{w}");
+            assert_eq!(max_abs_diff(&ours, &reference), 0.0, "{h}x{w}");
+            let grads = ours.sum_all().unwrap().backward().unwrap();
+            let g = grads.get(&x).expect("the input has a gradient");
+            assert!(g.sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+        }
+    }
+
+    fn tiny() -> (ResNetConfig, HashMap<String, Tensor>) {
+        let config = ResNetConfig {
+            layers: vec![1, 1],
+            width: 4,
+            classes: 3,
+        };
+        let tensors = random_weights(&config, 3).unwrap();
+        (config, tensors)
+    }
+
+    #[test]
+    fn training_mode_gives_every_parameter_a_gradient() {
+        let (config, tensors) = tiny();
+        let mut vars = Vec::new();
+        let mut graph = HashMap::new();
+        for (name, t) in tensors {
+            if name.contains("running_") {
+                continue;
+            }
+            let v = candle_core::Var::from_tensor(&t).unwrap();
+            graph.insert(name.clone(), v.as_tensor().clone());
+            vars.push((name, v));
+        }
+        let vb = VarBuilder::from_tensors(graph, DType::F32, &Device::Cpu);
+        let model = ResNet::load_for_training(vb, &config).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (4, 3, 32, 32), &Device::Cpu).unwrap();
+        let grads = model
+            .forward(&x)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v) in &vars {
+            let g = grads
+                .get(v)
+                .unwrap_or_else(|| panic!("{name} has no gradient"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(norm > 0.0, "{name} has a zero gradient");
+        }
+    }
+
+    #[test]
+    fn running_statistics_of_one_batch_reproduce_the_training_forward() {
+        let (config, tensors) = tiny();
+        let x = Tensor::randn(0f32, 1.0, (4, 3, 32, 32), &Device::Cpu).unwrap();
+        let training = ResNet::load_for_training(
+            VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu),
+            &config,
+        )
+        .unwrap();
+        let trained_output = training.forward(&x).unwrap();
+        let recorded = training.take_batch_statistics();
+        // stem + (3 + downsample) per block
+        assert_eq!(recorded.len(), 1 + 4 + 4);
+        assert!(recorded.iter().all(|(_, b)| b.len() == 1));
+        assert!(training
+            .take_batch_statistics()
+            .iter()
+            .all(|(_, b)| b.is_empty()));
+
+        let mut frozen = tensors;
+        let stats = running_statistics(&recorded).unwrap();
+        assert!(stats.contains_key("layer2.0.downsample.1.running_var"));
+        frozen.extend(stats);
+        let inference = ResNet::load(
+            VarBuilder::from_tensors(frozen, DType::F32, &Device::Cpu),
+            &config,
+        )
+        .unwrap();
+        let diff = max_abs_diff(&inference.forward(&x).unwrap(), &trained_output);
+        assert!(diff < 1e-4, "{diff}");
+    }
+
+    #[test]
+    fn running_statistics_pool_the_batches() {
+        // Batches {0, 2} and {2, 4}: pooled mean 2, pooled variance 2.
+        let t = |v: f32| Tensor::new(&[v], &Device::Cpu).unwrap();
+        let recorded = vec![("bn".to_string(), vec![(t(1.0), t(1.0)), (t(3.0), t(1.0))])];
+        let stats = running_statistics(&recorded).unwrap();
+        assert_eq!(stats["bn.running_mean"].to_vec1::<f32>().unwrap(), [2.0]);
+        assert_eq!(stats["bn.running_var"].to_vec1::<f32>().unwrap(), [2.0]);
+    }
 
     #[test]
     fn resnet50_matches_candle_transformers_on_a_torchvision_checkpoint() {

@@ -18,7 +18,7 @@ use integrabner_models::encoder::{pool, Encoder, EncoderConfig};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Input side of the encoder.
+/// Input side of an encoder with ImageNet weights.
 pub const INPUT_SIZE: usize = 224;
 
 /// Outputs of the head: `abnormal`, then each NIH finding's vocabulary heading.
@@ -48,12 +48,14 @@ pub fn targets(image: &NihImage, outputs: &[String]) -> Vec<f32> {
 }
 
 /// Pooled encoder features `[images, channels]` of `images` (paths relative
-/// to `data_dir`); `mirrored` flips each image left-right first.
+/// to `data_dir`) at `size`² pixels; `mirrored` flips each image left-right
+/// first.
 pub fn features(
     encoder: &Encoder,
     data_dir: &Path,
     images: &[&NihImage],
     mirrored: bool,
+    size: usize,
     progress: &ProgressBar,
 ) -> Result<Tensor> {
     let device = Device::Cpu;
@@ -68,9 +70,9 @@ pub fn features(
             if mirrored {
                 img = img.fliph();
             }
-            batch.extend(encoder_input(&img, INPUT_SIZE as u32, Fit::Pad));
+            batch.extend(encoder_input(&img, size as u32, Fit::Pad));
         }
-        let x = Tensor::from_vec(batch, (chunk.len(), 3, INPUT_SIZE, INPUT_SIZE), &device)?;
+        let x = Tensor::from_vec(batch, (chunk.len(), 3, size, size), &device)?;
         rows.push(pool(&encoder.feature_map(&x)?)?);
         progress.inc(chunk.len() as u64);
     }
@@ -101,9 +103,41 @@ impl Head {
     }
 }
 
+/// Weight of each output's positives, `[1, outputs]`: negatives / positives
+/// in `targets`, between 1 and 50, so that rare findings are not ignored.
+pub fn positive_weights(targets: &[Vec<f32>]) -> Result<Tensor> {
+    let n = targets.len() as f32;
+    let k = targets.first().map_or(0, Vec::len);
+    let weights: Vec<f32> = (0..k)
+        .map(|j| {
+            let p = targets.iter().map(|t| t[j]).sum::<f32>();
+            ((n - p) / p.max(1.0)).clamp(1.0, 50.0)
+        })
+        .collect();
+    Ok(Tensor::from_vec(weights, (1, k), &Device::Cpu)?)
+}
+
+/// Mean binary cross-entropy of `logits` against 0/1 `targets` (both
+/// `[batch, outputs]`), positives weighted by `pos_weight` (`[1, outputs]`):
+/// w·y·softplus(-z) + (1 - y)·softplus(z), in a form that does not overflow.
+pub fn weighted_binary_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    pos_weight: &Tensor,
+) -> Result<Tensor> {
+    let softplus = |z: &Tensor| -> Result<Tensor> {
+        Ok((z.relu()? + ((z.abs()?.neg()?.exp()? + 1.0)?.log()?))?)
+    };
+    Ok((targets
+        .broadcast_mul(pos_weight)?
+        .mul(&softplus(&logits.neg()?)?)?
+        + (targets.affine(-1.0, 1.0)?.mul(&softplus(logits)?))?)?
+    .mean_all()?)
+}
+
 /// Fewest validation positives for an output to count in model selection:
 /// the AUC of two or three positives is noise.
-const MIN_POSITIVES_FOR_SELECTION: usize = 10;
+pub const MIN_POSITIVES_FOR_SELECTION: usize = 10;
 
 /// Mean ROC-AUC over the outputs with at least `min_positives` positives.
 pub fn mean_auc(probabilities: &[Vec<f32>], targets: &[Vec<f32>], min_positives: usize) -> f64 {
@@ -142,14 +176,7 @@ pub fn train_head(
     let (n, c) = xt.dims2()?;
     let k = train_y[0].len();
     let y = Tensor::from_vec(train_y.concat(), (n, k), &device)?;
-    let positives: Vec<f32> = (0..k)
-        .map(|j| train_y.iter().map(|t| t[j]).sum::<f32>())
-        .collect();
-    let pos_weight: Vec<f32> = positives
-        .iter()
-        .map(|&p| ((n as f32 - p) / p.max(1.0)).clamp(1.0, 50.0))
-        .collect();
-    let pos_weight = Tensor::from_vec(pos_weight, (1, k), &device)?;
+    let pos_weight = positive_weights(train_y)?;
     let w = Var::from_tensor(&Tensor::zeros((k, c), DType::F32, &device)?)?;
     let b = Var::from_tensor(&Tensor::zeros(k, DType::F32, &device)?)?;
     let mut optimizer = AdamW::new(
@@ -162,15 +189,7 @@ pub fn train_head(
         let logits = xt
             .matmul(&w.as_tensor().t()?)?
             .broadcast_add(b.as_tensor())?;
-        // Weighted BCE with logits: w_pos * y * softplus(-z) + (1 - y) * softplus(z).
-        let softplus = |z: &Tensor| -> Result<Tensor> {
-            Ok((z.relu()? + ((z.abs()?.neg()?.exp()? + 1.0)?.log()?))?)
-        };
-        let loss = (y
-            .broadcast_mul(&pos_weight)?
-            .mul(&softplus(&logits.neg()?)?)?
-            + (y.affine(-1.0, 1.0)?.mul(&softplus(&logits)?))?)?
-        .mean_all()?;
+        let loss = weighted_binary_cross_entropy(&logits, &y, &pos_weight)?;
         let grads = loss.backward()?;
         optimizer.apply(&grads, HEAD_LEARNING_RATE)?;
         if step % 10 == 0 {

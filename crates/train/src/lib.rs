@@ -10,4 +10,5 @@ pub mod hybrid;
 pub mod image;
 pub mod ner;
 pub mod report;
+pub mod resnet_training;
 pub mod trainer;

@@ -64,6 +64,10 @@ pub trait Task {
     fn length(&self, item: &Self::Item) -> usize;
     /// Mean loss of a batch; `rng` drives dropout.
     fn loss(&self, batch: &[&Self::Item], rng: &mut SplitMix64) -> Result<Tensor>;
+    /// What `length` counts, for the throughput in the log.
+    fn unit(&self) -> &str {
+        "tokens"
+    }
     /// What `dev_score` measures, for the log ("dev span F1").
     fn score_name(&self) -> &str;
     /// Score on the development set with the current weights; higher is better.
@@ -260,9 +264,10 @@ pub fn run<T: Task>(
             run.epoch_seconds = seconds_before + started.elapsed().as_secs_f64();
             run.dropout_rng = rng.state();
             bar.set_message(format!(
-                "loss {:.4}, {:.0} tokens/s",
+                "loss {:.4}, {:.1} {}/s",
                 run.loss_sum / run.loss_batches as f64,
-                run.epoch_tokens as f64 / run.epoch_seconds.max(1e-9)
+                run.epoch_tokens as f64 / run.epoch_seconds.max(1e-9),
+                task.unit()
             ));
             bar.inc(1);
             if !keep_going(run.optimizer_step) {
@@ -287,13 +292,14 @@ pub fn run<T: Task>(
             tokens_per_second: run.epoch_tokens as f64 / run.epoch_seconds.max(1e-9),
         };
         eprintln!(
-            "epoch {}: train loss {:.4}, {} {:.4}, {:.0} s, {:.0} tokens/s",
+            "epoch {}: train loss {:.4}, {} {:.4}, {:.0} s, {:.1} {}/s",
             record.epoch,
             record.train_loss,
             task.score_name(),
             record.dev_score,
             record.seconds,
-            record.tokens_per_second
+            record.tokens_per_second,
+            task.unit()
         );
         if dev_score > run.best_dev_score {
             run.best_dev_score = dev_score;
