@@ -390,8 +390,9 @@ pub fn run(command: ImageCommand) -> Result<u8> {
             let mut md = String::new();
             let _ = writeln!(
                 md,
-                "{} (ImageNet, frozen) + linear head. Images: {} train (+ mirrored copies), {} validation, {} test (split by patient, nih-split-v1). Features {:.0} s (cached afterwards), head {:.1} s ({} steps, validation mean AUC {:.3}).\n",
+                "{} (weights {}, frozen, {input_size} px) + linear head. Images: {} train (+ mirrored copies), {} validation, {} test (split by patient, nih-split-v1). Features {:.0} s (cached afterwards), head {:.1} s ({} steps, validation mean AUC {:.3}).\n",
                 encoder.name(),
+                weights.display(),
                 count(Split::Train),
                 count(Split::Validation),
                 count(Split::Test),
