@@ -594,14 +594,7 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        let diff = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&a, &b);
         assert!(diff <= 1e-4 * scale.max(1.0), "{diff} (scale {scale})");
         assert_eq!(
             ours.feature_map(&x).unwrap().dims(),
