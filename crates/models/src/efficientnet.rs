@@ -283,11 +283,8 @@ mod tests {
             let expected = x.conv2d(&w, 0, stride, 1, 4).unwrap();
             let got = depthwise(&x, &w, stride).unwrap();
             assert_eq!(got.dims(), expected.dims());
-            let diff = (got - expected).unwrap().abs().unwrap().max_all().unwrap();
-            assert!(
-                diff.to_scalar::<f32>().unwrap() < 1e-4,
-                "k {k} stride {stride}"
-            );
+            let diff = crate::max_abs_difference(&got, &expected).unwrap();
+            assert!(diff < 1e-4, "k {k} stride {stride}");
         }
     }
 }

@@ -140,19 +140,6 @@ mod tests {
         Tensor::new(values, &Device::Cpu).unwrap()
     }
 
-    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
     /// The gradient of Σ weights·y with respect to `x`: weights that are not
     /// all ones make the incoming gradient of `y` vary.
     fn weighted_gradient(y: &Tensor, weights: &Tensor, x: &Var) -> Tensor {
@@ -180,11 +167,11 @@ mod tests {
         let x = Var::from_tensor(&grid()).unwrap();
         let ours = gelu(x.as_tensor()).unwrap();
         let theirs = x.as_tensor().gelu_erf().unwrap();
-        assert!(max_difference(&ours, &theirs) < 1e-5);
+        assert!(crate::max_abs_difference(&ours, &theirs).unwrap() < 1e-5);
         let weights = (grid().sin().unwrap() + 2.0).unwrap();
         let ours = weighted_gradient(&ours, &weights, &x);
         let theirs = weighted_gradient(&theirs, &weights, &x);
-        assert!(max_difference(&ours, &theirs) < 1e-5);
+        assert!(crate::max_abs_difference(&ours, &theirs).unwrap() < 1e-5);
     }
 
     #[test]
@@ -192,15 +179,15 @@ mod tests {
         let x = Var::from_tensor(&grid().reshape((7, 7, 49)).unwrap().sin().unwrap()).unwrap();
         let ours = softmax_last_dim(x.as_tensor()).unwrap();
         let theirs = candle_nn::ops::softmax(x.as_tensor(), D::Minus1).unwrap();
-        assert!(max_difference(&ours, &theirs) < 1e-6);
+        assert!(crate::max_abs_difference(&ours, &theirs).unwrap() < 1e-6);
         let weights = grid().reshape((7, 7, 49)).unwrap().cos().unwrap();
         let ours = weighted_gradient(&ours, &weights, &x);
         let theirs = weighted_gradient(&theirs, &weights, &x);
-        assert!(max_difference(&ours, &theirs) < 1e-6);
+        assert!(crate::max_abs_difference(&ours, &theirs).unwrap() < 1e-6);
         // Rows of a transposed (non-contiguous) input are still rows.
         let t = x.as_tensor().transpose(1, 2).unwrap();
         let ours = softmax_last_dim(&t).unwrap();
         let theirs = candle_nn::ops::softmax(&t, D::Minus1).unwrap();
-        assert!(max_difference(&ours, &theirs) < 1e-6);
+        assert!(crate::max_abs_difference(&ours, &theirs).unwrap() < 1e-6);
     }
 }

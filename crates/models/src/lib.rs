@@ -27,3 +27,13 @@ pub mod tokenizer;
 pub use bert::Bert;
 pub use config::BertConfig;
 pub use token_classifier::TokenClassifier;
+
+/// Largest absolute element-wise difference between two tensors of one shape:
+/// the measure by which ports, quantization and checkpoint round trips are
+/// checked against their reference.
+pub fn max_abs_difference(
+    a: &candle_core::Tensor,
+    b: &candle_core::Tensor,
+) -> candle_core::Result<f32> {
+    (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar()
+}

@@ -125,13 +125,8 @@ mod tests {
             back["b"].to_vec1::<f32>().unwrap(),
             bias.to_vec1::<f32>().unwrap()
         );
-        let err = (&back["w"] - &matrix)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap();
-        assert!(err.to_scalar::<f32>().unwrap() < 0.05);
+        let err = crate::max_abs_difference(&back["w"], &matrix).unwrap();
+        assert!(err < 0.05);
         assert_eq!(back["w"].dtype(), DType::F32);
     }
 
@@ -151,14 +146,7 @@ mod tests {
             ("depthwise", &depthwise, 0.01),
         ] {
             assert_eq!(back[name].dims(), original.dims(), "{name}");
-            let err = (&back[name] - original)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let err = crate::max_abs_difference(&back[name], original).unwrap();
             assert!(err < tolerance, "{name}: {err}");
         }
     }

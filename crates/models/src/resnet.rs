@@ -443,17 +443,6 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
     #[test]
     fn strided_slice_max_pool_equals_candles_and_has_a_gradient() {
         for (h, w) in [(8, 8), (7, 9), (5, 4)] {
@@ -474,7 +463,11 @@ mod tests {
                 .max_pool2d_with_stride(3, 2)
                 .unwrap();
             assert_eq!(ours.dims(), reference.dims(), "{h}x{w}");
-            assert_eq!(max_abs_diff(&ours, &reference), 0.0, "{h}x{w}");
+            assert_eq!(
+                crate::max_abs_difference(&ours, &reference).unwrap(),
+                0.0,
+                "{h}x{w}"
+            );
             let grads = ours.sum_all().unwrap().backward().unwrap();
             let g = grads.get(&x).expect("the input has a gradient");
             assert!(g.sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
@@ -559,7 +552,8 @@ mod tests {
             &config,
         )
         .unwrap();
-        let diff = max_abs_diff(&inference.forward(&x).unwrap(), &trained_output);
+        let diff =
+            crate::max_abs_difference(&inference.forward(&x).unwrap(), &trained_output).unwrap();
         assert!(diff < 1e-4, "{diff}");
     }
 
@@ -594,7 +588,7 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        let diff = max_abs_diff(&a, &b);
+        let diff = crate::max_abs_difference(&a, &b).unwrap();
         assert!(diff <= 1e-4 * scale.max(1.0), "{diff} (scale {scale})");
         assert_eq!(
             ours.feature_map(&x).unwrap().dims(),
