@@ -30,6 +30,12 @@ pub enum NerCommand {
         /// (repeatable). Early stopping still reads only DATA/devel.tsv.
         #[arg(long, value_name = "TSV")]
         extra_train: Vec<PathBuf>,
+        /// Fine-tune the word-embedding table too (frozen by default: it holds
+        /// half of MiniLM's parameters, and freezing makes steps about 1.4x
+        /// faster). Lets domain words the general-domain start knows poorly
+        /// move.
+        #[arg(long)]
+        train_word_embeddings: bool,
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -83,6 +89,7 @@ pub fn run(command: NerCommand) -> Result<u8> {
             base,
             data,
             extra_train,
+            train_word_embeddings,
             out,
             training,
         } => {
@@ -94,7 +101,10 @@ pub fn run(command: NerCommand) -> Result<u8> {
                 train.truncate(n);
             }
             let dev = read_corpus(&data.join("devel.tsv"))?;
-            let config = training.config(TrainConfig::default());
+            let config = TrainConfig {
+                freeze_word_embeddings: !train_word_embeddings,
+                ..training.config(TrainConfig::default())
+            };
             let data = TrainData {
                 train: &train,
                 dev: &dev,

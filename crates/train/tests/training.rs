@@ -156,3 +156,35 @@ fn learns_reproducibly_and_resumes() {
     );
     assert!(stopped.len() < 20, "{} epochs", stopped.len());
 }
+
+#[test]
+fn the_word_embedding_table_moves_only_when_it_is_trained() {
+    let base = tempfile::tempdir().unwrap();
+    tiny_checkpoint(base.path());
+    let data = corpus();
+    let table = |dir: &std::path::Path, name: &str| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+            .remove(name)
+            .unwrap()
+    };
+    let start = table(base.path(), "embeddings.word_embeddings.weight");
+    for freeze in [true, false] {
+        let out = tempfile::tempdir().unwrap();
+        let config = TrainConfig {
+            freeze_word_embeddings: freeze,
+            ..config(2)
+        };
+        let data = TrainData {
+            train: &data,
+            dev: &data[..6],
+        };
+        finished(train(base.path(), data, out.path(), config, |_| true).unwrap());
+        let trained = table(
+            &out.path().join("best"),
+            "bert.embeddings.word_embeddings.weight",
+        );
+        let moved = integrabner_models::max_abs_difference(&start, &trained).unwrap();
+        assert_eq!(moved == 0.0, freeze, "frozen {freeze}: moved by {moved}");
+    }
+}
