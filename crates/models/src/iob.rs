@@ -70,6 +70,70 @@ pub fn spans(tags: &[impl AsRef<str>]) -> Vec<(usize, usize, String)> {
     out
 }
 
+/// The most probable valid IOB sequence given each word's label
+/// probabilities (`probs[word][label]`, labels named by `labels`): Viterbi
+/// over log-probabilities where `I-X` may only follow `B-X` or `I-X`. Taking
+/// each word's argmax instead can end a span one word early or split it where
+/// one word's `I-X` narrowly loses to `O`; the joint choice repairs that from
+/// the neighbours' evidence.
+pub fn decode_valid_iob(probs: &[Vec<f32>], labels: &[impl AsRef<str>]) -> Vec<usize> {
+    let inside_of: Vec<Option<&str>> = labels
+        .iter()
+        .map(|l| l.as_ref().strip_prefix("I-"))
+        .collect();
+    let allowed = |prev: Option<usize>, next: usize| match inside_of[next] {
+        None => true,
+        Some(ty) => prev.is_some_and(|p| {
+            labels[p]
+                .as_ref()
+                .split_once('-')
+                .is_some_and(|(_, t)| t == ty)
+        }),
+    };
+    let log = |p: f32| f64::from(p.max(1e-12)).ln();
+    let n_labels = labels.len();
+    let mut score: Vec<f64> = Vec::with_capacity(n_labels);
+    let mut back: Vec<Vec<usize>> = Vec::with_capacity(probs.len());
+    for (w, row) in probs.iter().enumerate() {
+        if w == 0 {
+            score = (0..n_labels)
+                .map(|l| {
+                    if allowed(None, l) {
+                        log(row[l])
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                })
+                .collect();
+            back.push(vec![0; n_labels]);
+            continue;
+        }
+        let mut next = vec![f64::NEG_INFINITY; n_labels];
+        let mut from = vec![0; n_labels];
+        for l in 0..n_labels {
+            for (p, &s) in score.iter().enumerate() {
+                if allowed(Some(p), l) && s > next[l] {
+                    next[l] = s;
+                    from[l] = p;
+                }
+            }
+            next[l] += log(row[l]);
+        }
+        score = next;
+        back.push(from);
+    }
+    let Some(mut label) = (0..score.len()).reduce(|a, b| if score[b] > score[a] { b } else { a })
+    else {
+        return Vec::new();
+    };
+    let mut path = vec![0; probs.len()];
+    for w in (0..probs.len()).rev() {
+        path[w] = label;
+        label = back[w][label];
+    }
+    path
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpanCounts {
     pub true_positives: usize,
@@ -132,6 +196,26 @@ mod tests {
             .unwrap_err()
             .contains("not an IOB tag"));
         assert!(parse_iob("no tab here\n").is_err());
+    }
+
+    #[test]
+    fn decoding_keeps_spans_valid_and_uses_the_neighbours() {
+        let labels = ["O", "B-A", "I-A", "B-D", "I-D"];
+        let row = |o, b, i| vec![o, b, i, 0.0, 0.0];
+        // Word-wise argmax gives B-A O I-A; "I-A" after "O" is not valid, and
+        // B-A I-A I-A (0.9*0.45*0.8) beats B-A O B-A (0.9*0.55*0.2).
+        let probs = [
+            row(0.05, 0.9, 0.05),
+            row(0.55, 0.0, 0.45),
+            row(0.0, 0.2, 0.8),
+        ];
+        assert_eq!(decode_valid_iob(&probs, &labels), [1, 2, 2]);
+        // A sentence may not start inside a span, nor switch type mid-span.
+        let probs = [vec![0.1, 0.2, 0.7, 0.0, 0.0], vec![0.1, 0.0, 0.0, 0.2, 0.7]];
+        let path = decode_valid_iob(&probs, &labels);
+        let tags: Vec<&str> = path.iter().map(|&l| labels[l]).collect();
+        assert_eq!(tags, ["B-A", "B-D"]);
+        assert!(decode_valid_iob(&[] as &[Vec<f32>], &labels).is_empty());
     }
 
     #[test]

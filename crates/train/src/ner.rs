@@ -3,7 +3,8 @@
 //! Words are split into word pieces; a word's label sits on its first piece
 //! and the other pieces are ignored by the loss. Sentences longer than a
 //! window are cut into overlapping windows; at prediction time each word takes
-//! its label from the window where it has the most context on both sides.
+//! its label probabilities from the window where it has the most context on
+//! both sides, and each sentence is decoded as one valid IOB sequence.
 
 use crate::adamw::AdamW;
 use crate::checkpoint;
@@ -13,8 +14,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use indicatif::ProgressBar;
-use integrabner_models::iob::{Sentence, SpanCounts};
-use integrabner_models::report::argmax;
+use integrabner_models::iob::{decode_valid_iob, Sentence, SpanCounts};
 use integrabner_models::rng::SplitMix64;
 use integrabner_models::token_classifier::{TokenClassifier, TokenClassifierConfig};
 use integrabner_models::tokenizer::{windows, BertTokenizer};
@@ -189,10 +189,11 @@ impl NerModel {
             max_len,
             max_len * 3 / 4,
         )?;
-        // Best (margin, label, probability) per (sentence, word).
-        let mut best: Vec<Vec<(usize, usize, f32)>> = sentences
+        // Per (sentence, word): the label probabilities from the window where
+        // the word has the most context, and that context (margin).
+        let mut best: Vec<Vec<(usize, Vec<f32>)>> = sentences
             .iter()
-            .map(|s| vec![(0, 0, 0.0); s.words.len()])
+            .map(|s| vec![(0, Vec::new()); s.words.len()])
             .collect();
         let mut order: Vec<&Window> = windows.iter().collect();
         order.sort_by_key(|w| w.ids.len());
@@ -201,29 +202,43 @@ impl NerModel {
             let logits = self.model.forward(&b.ids, &b.mask, None)?;
             let probs: Vec<Vec<Vec<f32>>> =
                 candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec3()?;
-            for (w, rows) in chunk.iter().zip(probs) {
+            for (w, mut rows) in chunk.iter().zip(probs) {
                 let n = w.ids.len();
                 for (t, word) in w.first_piece_of.iter().enumerate() {
                     let Some(word) = *word else { continue };
                     let margin = t.min(n - 1 - t) + 1;
                     let slot = &mut best[w.sentence][word];
                     if margin > slot.0 {
-                        let (label, p) = argmax(&rows[t]);
-                        *slot = (margin, label, p);
+                        *slot = (margin, std::mem::take(&mut rows[t]));
                     }
                 }
             }
             progress.inc(chunk.len() as u64);
         }
+        let labels = &self.config.labels;
         Ok(best
             .into_iter()
             .map(|words| {
-                let mut tags: Vec<String> = words
-                    .iter()
-                    .map(|&(_, l, _)| self.config.labels[l].clone())
+                // A word with no word piece (nothing the vocabulary can
+                // spell) was never scored: it is outside every span.
+                let rows: Vec<Vec<f32>> = words
+                    .into_iter()
+                    .map(|(_, row)| {
+                        if row.is_empty() {
+                            labels
+                                .iter()
+                                .map(|l| f32::from(u8::from(l == "O")))
+                                .collect()
+                        } else {
+                            row
+                        }
+                    })
                     .collect();
-                repair_iob(&mut tags);
-                tags.into_iter().zip(words.iter().map(|w| w.2)).collect()
+                let path = decode_valid_iob(&rows, labels);
+                path.iter()
+                    .zip(&rows)
+                    .map(|(&l, row)| (labels[l].clone(), row[l]))
+                    .collect()
             })
             .collect())
     }
@@ -236,19 +251,6 @@ impl NerModel {
             counts.add(&s.tags, &tags);
         }
         Ok(counts)
-    }
-}
-
-/// An `I-X` after `O` or another type becomes `B-X`, so that the prediction
-/// is valid IOB (it starts a span either way under conlleval's rule).
-fn repair_iob(tags: &mut [String]) {
-    for i in 0..tags.len() {
-        if let Some(ty) = tags[i].strip_prefix("I-") {
-            let continues = i > 0 && tags[i - 1].split_once('-').is_some_and(|(_, t)| t == ty);
-            if !continues {
-                tags[i] = format!("B-{ty}");
-            }
-        }
     }
 }
 
@@ -383,15 +385,5 @@ mod tests {
             tags: vec!["B-Disease".into(), "I-Disease".into()],
         };
         assert_eq!(label_set(&[s]), ["O", "B-Disease", "I-Disease"]);
-    }
-
-    #[test]
-    fn repair_turns_orphan_inside_tags_into_beginnings() {
-        let mut tags: Vec<String> = ["I-D", "I-D", "O", "I-A", "B-D", "I-A"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        repair_iob(&mut tags);
-        assert_eq!(tags, ["B-D", "I-D", "O", "B-A", "B-D", "B-A"]);
     }
 }
