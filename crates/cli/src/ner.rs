@@ -5,8 +5,9 @@ use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use integrabner_models::iob::{parse_iob, Sentence, SpanCounts};
-use integrabner_train::export;
+use integrabner_models::token_classifier::TokenClassifierConfig;
 use integrabner_train::ner::{self, NerModel, TrainConfig, TrainData};
+use integrabner_train::{checkpoint, export, trainer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +59,20 @@ pub enum NerCommand {
         /// Where the model came from, for the manifest.
         #[arg(long)]
         provenance: String,
+    },
+    /// Average the weights of fine-tuned models (a "model soup").
+    ///
+    /// Models fine-tuned from the same base with the same seed (so the same
+    /// head initialization), e.g. runs with different learning rates or
+    /// schedules, often average into a model better than each; compare the
+    /// result on the development set before using it. Writes a model
+    /// directory like a training run's best/ (export it as usual).
+    Average {
+        /// A trained or exported model directory (at least two; repeatable).
+        #[arg(long, required = true, num_args = 1, value_name = "DIR")]
+        model: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Strict span-level micro P/R/F1 of a model on an IOB file. The last
     /// line is exactly `span-f1 <value>`.
@@ -141,6 +156,22 @@ pub fn run(command: NerCommand) -> Result<u8> {
                 &provenance,
                 metrics,
             )?;
+            Ok(EXIT_OK)
+        }
+        NerCommand::Average { model, out } => {
+            if model.len() < 2 {
+                anyhow::bail!("give at least two --model directories to average");
+            }
+            let tensors = checkpoint::average_models(&model, &candle_core::Device::Cpu)?;
+            let config: TokenClassifierConfig =
+                serde_json::from_str(&std::fs::read_to_string(model[0].join("config.json"))?)
+                    .context("config.json is not a token-classifier config")?;
+            trainer::write_model_dir(&out, &model[0], &config, &tensors)?;
+            eprintln!(
+                "wrote the mean of {} models to {}",
+                model.len(),
+                out.display()
+            );
             Ok(EXIT_OK)
         }
         NerCommand::Eval { model, data } => {

@@ -325,6 +325,53 @@ fn ner_eval_scores_the_committed_disease_model() {
     assert!(value > 0.75, "{value}");
 }
 
+#[test]
+fn ner_average_of_a_model_with_itself_tags_like_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = workspace().join("models/ner/disease");
+    let only_one = bin()
+        .args(["ner", "average", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(dir.path().join("one"))
+        .output()
+        .unwrap();
+    assert!(!only_one.status.success());
+    assert!(String::from_utf8_lossy(&only_one.stderr).contains("at least two"));
+    let mean = dir.path().join("mean");
+    let out = bin()
+        .args(["ner", "average", "--model"])
+        .arg(&model)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(&mean)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let corpus = dir.path().join("sentences.tsv");
+    std::fs::write(
+        &corpus,
+        "Familial\tB-Disease\nadenomatous\tI-Disease\npolyposis\tI-Disease\nand\tO\n\
+         breast\tB-Disease\ncancer\tI-Disease\n.\tO\n\nNo\tO\neffusion\tB-Disease\n.\tO\n",
+    )
+    .unwrap();
+    let eval = |model: &std::path::Path| {
+        let out = bin()
+            .args(["ner", "eval", "--model"])
+            .arg(model)
+            .arg("--data")
+            .arg(&corpus)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let shipped = eval(&model);
+    assert!(shipped.contains("spans: 3 gold"), "{shipped}");
+    assert_eq!(eval(&mean), shipped);
+}
+
 /// The number in the row of `table` that starts with `row`, column `column`
 /// (0 = the row name).
 fn cell(table: &str, row: &str, column: usize) -> f64 {

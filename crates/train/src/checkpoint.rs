@@ -167,6 +167,67 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
     })
 }
 
+/// The element-wise mean of several fine-tuned models' weights (a "model
+/// soup", Wortsman et al. 2022). Runs fine-tuned from the same starting
+/// checkpoint with the same head initialization (same seed) stay in one basin
+/// of the loss, so their mean is itself a model and often better than each;
+/// for anything else it is noise, so every model must have the same
+/// `config.json` and the same tensor names and shapes.
+pub fn average_models(
+    dirs: &[impl AsRef<Path>],
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let Some((first, rest)) = dirs.split_first() else {
+        bail!("averaging needs at least one model");
+    };
+    let config_of = |dir: &Path| -> Result<serde_json::Value> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+    };
+    let config = config_of(first.as_ref())?;
+    let mut sum = load_tensors(first.as_ref(), device)?;
+    for dir in rest {
+        let dir = dir.as_ref();
+        if config_of(dir)? != config {
+            bail!(
+                "{} has another config.json than {}",
+                dir.display(),
+                first.as_ref().display()
+            );
+        }
+        let tensors = load_tensors(dir, device)?;
+        if tensors.len() != sum.len() {
+            bail!(
+                "{} has {} tensors, {} has {}",
+                dir.display(),
+                tensors.len(),
+                first.as_ref().display(),
+                sum.len()
+            );
+        }
+        for (name, tensor) in tensors {
+            let total = sum.get_mut(&name).with_context(|| {
+                format!("{} has {name}, the first model has not", dir.display())
+            })?;
+            if total.dims() != tensor.dims() {
+                bail!(
+                    "{name}: shape {:?} in {}, {:?} in the first model",
+                    tensor.dims(),
+                    dir.display(),
+                    total.dims()
+                );
+            }
+            *total = (&*total + tensor)?;
+        }
+    }
+    let n = dirs.len() as f64;
+    sum.into_iter()
+        .map(|(name, total)| Ok((name, (total / n)?)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +377,33 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
         assert_eq!(full_row, narrow_row);
+    }
+
+    #[test]
+    fn averaging_takes_the_mean_and_refuses_different_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, values: &[f32], config: &str| {
+            let model = dir.path().join(name);
+            std::fs::create_dir_all(&model).unwrap();
+            std::fs::write(model.join("config.json"), config).unwrap();
+            let t = Tensor::new(values, &Device::Cpu).unwrap();
+            candle_core::safetensors::save(
+                &HashMap::from([("classifier.weight".to_string(), t)]),
+                model.join("model.safetensors"),
+            )
+            .unwrap();
+            model
+        };
+        let a = write("a", &[1.0, 2.0], r#"{"labels": ["O"]}"#);
+        let b = write("b", &[3.0, -2.0], r#"{"labels": ["O"]}"#);
+        let mean = average_models(&[&a, &b], &Device::Cpu).unwrap();
+        let values: Vec<f32> = mean["classifier.weight"].to_vec1().unwrap();
+        assert_eq!(values, [2.0, 0.0]);
+        let other_config = write("c", &[0.0, 0.0], r#"{"labels": ["O", "B-X"]}"#);
+        let err = average_models(&[&a, &other_config], &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("another config.json"), "{err}");
+        let other_shape = write("d", &[0.0, 0.0, 0.0], r#"{"labels": ["O"]}"#);
+        let err = average_models(&[&a, &other_shape], &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("shape"), "{err}");
     }
 }
