@@ -5,7 +5,6 @@ use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use integrabner_models::iob::{parse_iob, Sentence, SpanCounts};
-use integrabner_models::token_classifier::TokenClassifierConfig;
 use integrabner_train::ner::{self, NerModel, TrainConfig, TrainData};
 use integrabner_train::{checkpoint, export, trainer};
 use std::collections::BTreeMap;
@@ -159,13 +158,8 @@ pub fn run(command: NerCommand) -> Result<u8> {
             Ok(EXIT_OK)
         }
         NerCommand::Average { model, out } => {
-            if model.len() < 2 {
-                anyhow::bail!("give at least two --model directories to average");
-            }
             let tensors = checkpoint::average_models(&model, &candle_core::Device::Cpu)?;
-            let config: TokenClassifierConfig =
-                serde_json::from_str(&std::fs::read_to_string(model[0].join("config.json"))?)
-                    .context("config.json is not a token-classifier config")?;
+            let config = ner::load_config(&model[0])?;
             trainer::write_model_dir(&out, &model[0], &config, &tensors)?;
             eprintln!(
                 "wrote the mean of {} models to {}",

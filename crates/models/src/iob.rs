@@ -77,60 +77,61 @@ pub fn spans(tags: &[impl AsRef<str>]) -> Vec<(usize, usize, String)> {
 /// one word's `I-X` narrowly loses to `O`; the joint choice repairs that from
 /// the neighbours' evidence.
 pub fn decode_valid_iob(probs: &[Vec<f32>], labels: &[impl AsRef<str>]) -> Vec<usize> {
+    fn type_of(label: &str) -> Option<&str> {
+        label.split_once('-').map(|(_, ty)| ty)
+    }
     let inside_of: Vec<Option<&str>> = labels
         .iter()
         .map(|l| l.as_ref().strip_prefix("I-"))
         .collect();
-    let allowed = |prev: Option<usize>, next: usize| match inside_of[next] {
-        None => true,
-        Some(ty) => prev.is_some_and(|p| {
-            labels[p]
-                .as_ref()
-                .split_once('-')
-                .is_some_and(|(_, t)| t == ty)
-        }),
-    };
+    // can_follow[prev][next]: whether tag `next` may come right after `prev`.
+    let can_follow: Vec<Vec<bool>> = labels
+        .iter()
+        .map(|prev| {
+            inside_of
+                .iter()
+                .map(|inside| inside.is_none() || *inside == type_of(prev.as_ref()))
+                .collect()
+        })
+        .collect();
     let log = |p: f32| f64::from(p.max(1e-12)).ln();
-    let n_labels = labels.len();
-    let mut score: Vec<f64> = Vec::with_capacity(n_labels);
-    let mut back: Vec<Vec<usize>> = Vec::with_capacity(probs.len());
-    for (w, row) in probs.iter().enumerate() {
-        if w == 0 {
-            score = (0..n_labels)
-                .map(|l| {
-                    if allowed(None, l) {
-                        log(row[l])
-                    } else {
-                        f64::NEG_INFINITY
-                    }
-                })
-                .collect();
-            back.push(vec![0; n_labels]);
-            continue;
-        }
-        let mut next = vec![f64::NEG_INFINITY; n_labels];
-        let mut from = vec![0; n_labels];
-        for l in 0..n_labels {
-            for (p, &s) in score.iter().enumerate() {
-                if allowed(Some(p), l) && s > next[l] {
-                    next[l] = s;
-                    from[l] = p;
-                }
+    let Some((first, rest)) = probs.split_first() else {
+        return Vec::new();
+    };
+    // A sentence may not start inside a span.
+    let mut score: Vec<f64> = first
+        .iter()
+        .zip(&inside_of)
+        .map(|(&p, inside)| {
+            if inside.is_some() {
+                f64::NEG_INFINITY
+            } else {
+                log(p)
             }
-            next[l] += log(row[l]);
-        }
+        })
+        .collect();
+    // back[w][l]: the best tag before word w + 1 when it has tag l.
+    let mut back: Vec<Vec<usize>> = Vec::with_capacity(rest.len());
+    for row in rest {
+        let (next, from): (Vec<f64>, Vec<usize>) = (0..labels.len())
+            .map(|l| {
+                let (prev, best) = (0..labels.len())
+                    .filter(|&p| can_follow[p][l])
+                    .map(|p| (p, score[p]))
+                    .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+                (best + log(row[l]), prev)
+            })
+            .unzip();
         score = next;
         back.push(from);
     }
-    let Some(mut label) = (0..score.len()).reduce(|a, b| if score[b] > score[a] { b } else { a })
-    else {
-        return Vec::new();
-    };
-    let mut path = vec![0; probs.len()];
-    for w in (0..probs.len()).rev() {
-        path[w] = label;
-        label = back[w][label];
+    let mut label = (0..score.len()).fold(0, |a, b| if score[b] > score[a] { b } else { a });
+    let mut path = vec![label];
+    for from in back.iter().rev() {
+        label = from[label];
+        path.push(label);
     }
+    path.reverse();
     path
 }
 

@@ -177,8 +177,8 @@ pub fn average_models(
     dirs: &[impl AsRef<Path>],
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
-    let Some((first, rest)) = dirs.split_first() else {
-        bail!("averaging needs at least one model");
+    let Some((first, rest)) = dirs.split_first().filter(|(_, rest)| !rest.is_empty()) else {
+        bail!("averaging needs at least two models");
     };
     let config_of = |dir: &Path| -> Result<serde_json::Value> {
         let path = dir.join("config.json");

@@ -150,16 +150,21 @@ pub struct NerModel {
     pub device: Device,
 }
 
+/// The `config.json` of a model written by [`train`].
+pub fn load_config(dir: &Path) -> Result<TokenClassifierConfig> {
+    serde_json::from_str(
+        &std::fs::read_to_string(dir.join("config.json"))
+            .with_context(|| format!("cannot read {}/config.json", dir.display()))?,
+    )
+    .context("config.json is not a token-classifier config")
+}
+
 impl NerModel {
     /// Loads a model written by [`train`] (`config.json`, `model.safetensors`,
     /// `tokenizer.json` or `vocab.txt`).
     pub fn load(dir: &Path) -> Result<Self> {
         let device = Device::Cpu;
-        let config: TokenClassifierConfig = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("config.json"))
-                .with_context(|| format!("cannot read {}/config.json", dir.display()))?,
-        )
-        .context("config.json is not a token-classifier config")?;
+        let config = load_config(dir)?;
         let tensors = checkpoint::load_tensors(dir, &device)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         Ok(Self {
@@ -189,11 +194,18 @@ impl NerModel {
             max_len,
             max_len * 3 / 4,
         )?;
+        let labels = &self.config.labels;
         // Per (sentence, word): the label probabilities from the window where
-        // the word has the most context, and that context (margin).
+        // the word has the most context, and that context (margin). A word
+        // with no word piece (nothing the vocabulary can spell) is never
+        // scored and stays outside every span.
+        let outside: Vec<f32> = labels
+            .iter()
+            .map(|l| f32::from(u8::from(l == "O")))
+            .collect();
         let mut best: Vec<Vec<(usize, Vec<f32>)>> = sentences
             .iter()
-            .map(|s| vec![(0, Vec::new()); s.words.len()])
+            .map(|s| vec![(0, outside.clone()); s.words.len()])
             .collect();
         let mut order: Vec<&Window> = windows.iter().collect();
         order.sort_by_key(|w| w.ids.len());
@@ -215,25 +227,10 @@ impl NerModel {
             }
             progress.inc(chunk.len() as u64);
         }
-        let labels = &self.config.labels;
         Ok(best
             .into_iter()
             .map(|words| {
-                // A word with no word piece (nothing the vocabulary can
-                // spell) was never scored: it is outside every span.
-                let rows: Vec<Vec<f32>> = words
-                    .into_iter()
-                    .map(|(_, row)| {
-                        if row.is_empty() {
-                            labels
-                                .iter()
-                                .map(|l| f32::from(u8::from(l == "O")))
-                                .collect()
-                        } else {
-                            row
-                        }
-                    })
-                    .collect();
+                let rows: Vec<Vec<f32>> = words.into_iter().map(|(_, row)| row).collect();
                 let path = decode_valid_iob(&rows, labels);
                 path.iter()
                     .zip(&rows)
