@@ -156,7 +156,7 @@ pub fn ImageViewer(state: AppState) -> impl IntoView {
 }
 
 /// The selected finding's heat map as an SVG over the image: one cell per
-/// position of the encoder's last feature map, blurred, red where the
+/// position of the encoder's coarsest feature map, blurred, red where the
 /// finding's evidence is strongest. The grid covers the encoder's square
 /// input; `region` says where the picture lies in it, so the SVG is sized
 /// and shifted to make the picture's part line up with the image.

@@ -13,7 +13,7 @@ use integrabner_models::efficientnet::EfficientNetConfig;
 use integrabner_models::encoder::EncoderConfig;
 use integrabner_models::image_model::{ImageModelConfig, ImageTagger};
 use integrabner_models::resnet::ResNetConfig;
-use integrabner_train::image::{self, INPUT_SIZE};
+use integrabner_train::image::{self, View, INPUT_SIZE};
 use integrabner_train::resnet_training::{self, ResNetSpec};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -108,11 +108,18 @@ impl EncoderArg {
 
     fn config(self) -> EncoderConfig {
         match self {
-            Self::EfficientnetLite0 => EncoderConfig::EfficientNet(EfficientNetConfig::lite0()),
+            Self::EfficientnetLite0 => EncoderConfig::EfficientNet(EfficientNetConfig {
+                pooled_stages: LITE0_POOLED_STAGES.to_vec(),
+                ..EfficientNetConfig::lite0()
+            }),
             Self::Resnet50 => EncoderConfig::ResNet(ResNetConfig::resnet50()),
         }
     }
 }
+
+/// The Lite0 stages pooled beside its head's map: every stage after the
+/// first (24 to 320 channels), chosen on the validation split (EVALUATION.md).
+const LITE0_POOLED_STAGES: [usize; 6] = [1, 2, 3, 4, 5, 6];
 
 /// Where the EfficientNet-Lite0 ImageNet weights are in this workspace.
 const LITE0_WEIGHTS: &str = "../shared/weights/efficientnet-lite0/efficientnet-lite0.safetensors";
@@ -248,32 +255,50 @@ fn train_resnet(
     })
 }
 
-/// Features of every split at `input_size`, from the cache when it
-/// describes these images at that size.
+/// The feature sets `image train` computes: a name in the cache, its
+/// images, and how each is shown to the encoder.
+fn feature_sets<'a>(
+    nih: &Path,
+    images: &'a [NihImage],
+) -> Result<Vec<(&'static str, Vec<&'a NihImage>, View)>> {
+    let train = image::of_split(images, Split::Train);
+    Ok(vec![
+        (
+            "train_thumbnails",
+            image::larger_than_thumbnail(nih, &train)?,
+            View::Thumbnail,
+        ),
+        ("train_mirrored", train.clone(), View::Mirrored),
+        ("train", train, View::Original),
+        (
+            "validation",
+            image::of_split(images, Split::Validation),
+            View::Original,
+        ),
+        ("test", image::of_split(images, Split::Test), View::Original),
+    ])
+}
+
+/// Features of every set at `input_size`, from the cache when it describes
+/// these images at that size and width.
 fn cached_features(
     nih: &Path,
     config: &EncoderConfig,
     weights: &Path,
-    images: &[NihImage],
+    sets: &[(&str, Vec<&NihImage>, View)],
     input_size: usize,
     cache: &Path,
 ) -> Result<HashMap<String, candle_core::Tensor>> {
-    let splits = [
-        ("train", Split::Train, false),
-        ("train_mirrored", Split::Train, true),
-        ("validation", Split::Validation, false),
-        ("test", Split::Test, false),
-    ];
     if let Ok(t) = candle_core::safetensors::load(cache, &candle_core::Device::Cpu) {
         let same_size = t
             .get(INPUT_SIZE_KEY)
             .and_then(|x| x.to_vec1::<u32>().ok())
             .is_some_and(|v| v == [input_size as u32]);
         let fits = same_size
-            && splits.iter().all(|(name, split, _)| {
+            && sets.iter().all(|(name, part, _)| {
                 t.get(*name)
-                    .and_then(|x| x.dim(0).ok())
-                    .is_some_and(|n| n == image::of_split(images, *split).len())
+                    .and_then(|x| x.dims2().ok())
+                    .is_some_and(|dims| dims == (part.len(), config.features()))
             });
         if fits {
             eprintln!("features from {}", cache.display());
@@ -282,13 +307,12 @@ fn cached_features(
     }
     let encoder = image::load_encoder(config, weights)?;
     let mut out = HashMap::new();
-    for (name, split, mirrored) in splits {
-        let part = image::of_split(images, split);
+    for (name, part, view) in sets {
         let progress = crate::progress_bar(part.len(), &format!("features, {name}"), "images");
         let started = std::time::Instant::now();
         out.insert(
             name.to_string(),
-            image::features(&encoder, nih, &part, mirrored, input_size, &progress)?,
+            image::features(&encoder, nih, part, *view, input_size, &progress)?,
         );
         progress.finish_and_clear();
         eprintln!(
@@ -332,28 +356,38 @@ pub fn run(command: ImageCommand) -> Result<u8> {
             let images = read_images(&nih)?;
             std::fs::create_dir_all(&out)?;
             let started = std::time::Instant::now();
+            let sets = feature_sets(&nih, &images)?;
             let features = cached_features(
                 &nih,
                 &encoder_config,
                 &weights,
-                &images,
+                &sets,
                 input_size,
                 &out.join("features.safetensors"),
             )?;
             let feature_seconds = started.elapsed().as_secs_f64();
             let outputs = image::outputs();
-            let y = |split| -> Vec<Vec<f32>> {
-                image::of_split(&images, split)
-                    .iter()
-                    .map(|i| image::targets(i, &outputs))
-                    .collect()
-            };
-            let train_y: Vec<Vec<f32>> = [y(Split::Train), y(Split::Train)].concat();
-            let train_x =
-                candle_core::Tensor::cat(&[&features["train"], &features["train_mirrored"]], 0)?;
-            let (val_y, test_y) = (y(Split::Validation), y(Split::Test));
+            let y: HashMap<&str, Vec<Vec<f32>>> = sets
+                .iter()
+                .map(|(name, part, _)| {
+                    let targets = part.iter().map(|i| image::targets(i, &outputs)).collect();
+                    (*name, targets)
+                })
+                .collect();
+            // Every train set (originals and augmented views) trains the head.
+            let train_sets: Vec<&str> = sets
+                .iter()
+                .map(|s| s.0)
+                .filter(|name| name.starts_with("train"))
+                .collect();
+            let train_y: Vec<Vec<f32>> = train_sets.iter().flat_map(|n| y[n].clone()).collect();
+            let train_x = candle_core::Tensor::cat(
+                &train_sets.iter().map(|n| &features[*n]).collect::<Vec<_>>(),
+                0,
+            )?;
+            let (val_y, test_y) = (&y["validation"], &y["test"]);
             let started = std::time::Instant::now();
-            let head = image::train_head(&train_x, &train_y, &features["validation"], &val_y)?;
+            let head = image::train_head(&train_x, &train_y, &features["validation"], val_y)?;
             let head_seconds = started.elapsed().as_secs_f64();
 
             let val_p = head.probabilities(&features["validation"])?;
@@ -365,7 +399,7 @@ pub fn run(command: ImageCommand) -> Result<u8> {
             // threshold: it is scored but never asserted.
             let thresholds: Vec<f32> = (0..outputs.len())
                 .map(|k| {
-                    let p = pairs(&val_p, &val_y, k);
+                    let p = pairs(&val_p, val_y, k);
                     if p.iter().any(|x| x.1) {
                         best_threshold(&p)
                     } else {
@@ -390,10 +424,12 @@ pub fn run(command: ImageCommand) -> Result<u8> {
             let mut md = String::new();
             let _ = writeln!(
                 md,
-                "{} (weights {}, frozen, {input_size} px) + linear head. Images: {} train (+ mirrored copies), {} validation, {} test (split by patient, nih-split-v1). Features {:.0} s (cached afterwards), head {:.1} s ({} steps, validation mean AUC {:.3}).\n",
+                "{} (weights {}, frozen, {input_size} px) + linear head. Images: {} train (+ mirrored copies, + {} shrunk to {} px), {} validation, {} test (split by patient, nih-split-v1). Features {:.0} s (cached afterwards), head {:.1} s ({} steps, validation mean AUC {:.3}).\n",
                 encoder.name(),
                 weights.display(),
                 count(Split::Train),
+                features["train_thumbnails"].dim(0)?,
+                image::THUMBNAIL_SIDE,
                 count(Split::Validation),
                 count(Split::Test),
                 feature_seconds,
@@ -403,7 +439,7 @@ pub fn run(command: ImageCommand) -> Result<u8> {
             );
             md.push_str("| output | test positives | test ROC-AUC | threshold (validation) | test F1 |\n|---|---|---|---|---|\n");
             for (k, name) in outputs.iter().enumerate() {
-                let p = pairs(&test_p, &test_y, k);
+                let p = pairs(&test_p, test_y, k);
                 let positives = p.iter().filter(|x| x.1).count();
                 let f1 = f1_at(&p, thresholds[k]);
                 let auc = roc_auc(&p).map_or("–".to_string(), |a| format!("{a:.3}"));

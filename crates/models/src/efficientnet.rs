@@ -29,6 +29,12 @@ pub struct EfficientNetConfig {
     /// ImageNet classes of `_fc`; 0 when the checkpoint has no classifier.
     pub classes: usize,
     pub batch_norm_eps: f64,
+    /// Stages (0-based) whose outputs are pooled into the image features
+    /// beside the head's map. The head's map is built for ImageNet objects;
+    /// the earlier stages keep the finer texture that many chest findings
+    /// are made of. Empty: the head's map alone, as ImageNet pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pooled_stages: Vec<usize>,
 }
 
 impl EfficientNetConfig {
@@ -56,7 +62,20 @@ impl EfficientNetConfig {
             head: 1280,
             classes: 1000,
             batch_norm_eps: 1e-3,
+            pooled_stages: Vec::new(),
         }
+    }
+
+    /// Width of the pooled image features: the head's channels and those of
+    /// each pooled stage.
+    pub fn features(&self) -> usize {
+        self.head
+            + self
+                .pooled_stages
+                .iter()
+                .filter_map(|&s| self.stages.get(s))
+                .map(|stage| stage.output)
+                .sum::<usize>()
     }
 }
 
@@ -214,6 +233,8 @@ pub struct EfficientNet {
     stem: SameConv,
     bn0: FrozenBatchNorm,
     blocks: Vec<MbConv>,
+    /// Indices of the blocks that end a pooled stage, in order.
+    pooled_blocks: Vec<usize>,
     head: SameConv,
     bn1: FrozenBatchNorm,
     fc: Option<Linear>,
@@ -221,9 +242,23 @@ pub struct EfficientNet {
 
 impl EfficientNet {
     pub fn load(vb: VarBuilder, config: &EfficientNetConfig) -> Result<Self> {
+        if let Some(s) = config
+            .pooled_stages
+            .iter()
+            .find(|&&s| s >= config.stages.len())
+        {
+            candle_core::bail!(
+                "pooled stage {s} does not exist: the encoder has {} stages",
+                config.stages.len()
+            );
+        }
         let eps = config.batch_norm_eps;
         let mut blocks = Vec::new();
-        for stage in &config.stages {
+        let mut pooled_blocks = Vec::new();
+        for (s, stage) in config.stages.iter().enumerate() {
+            if config.pooled_stages.contains(&s) {
+                pooled_blocks.push(blocks.len() + stage.repeats - 1);
+            }
             for r in 0..stage.repeats {
                 let (input, stride) = if r == 0 {
                     (stage.input, stage.stride)
@@ -239,6 +274,7 @@ impl EfficientNet {
             stem: SameConv::load(vb.pp("_conv_stem"), 3, config.stem, 3, 2, 1)?,
             bn0: FrozenBatchNorm::load(vb.pp("_bn0"), config.stem, eps)?,
             blocks,
+            pooled_blocks,
             head: SameConv::load(vb.pp("_conv_head"), last, config.head, 1, 1, 1)?,
             bn1: FrozenBatchNorm::load(vb.pp("_bn1"), config.head, eps)?,
             fc: if config.classes > 0 {
@@ -249,22 +285,30 @@ impl EfficientNet {
         })
     }
 
-    /// The last feature map `[batch, head, h/32, w/32]` of normalized input
-    /// `[batch, 3, h, w]`: what a class activation map is drawn from.
-    pub fn feature_map(&self, x: &Tensor) -> Result<Tensor> {
+    /// The feature maps of normalized input `[batch, 3, h, w]` that the
+    /// image features are pooled from: each pooled stage's output (finest
+    /// first), then the head's map `[batch, head, h/32, w/32]`, whose grid
+    /// class activation maps are drawn on.
+    pub fn feature_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let mut h = relu6(&self.bn0.forward(&self.stem.forward(x)?)?)?;
-        for block in &self.blocks {
+        let mut maps = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate() {
             h = block.forward(&h)?;
+            if self.pooled_blocks.contains(&i) {
+                maps.push(h.clone());
+            }
         }
-        relu6(&self.bn1.forward(&self.head.forward(&h)?)?)
+        maps.push(relu6(&self.bn1.forward(&self.head.forward(&h)?)?)?);
+        Ok(maps)
     }
 
-    /// ImageNet logits `[batch, classes]`.
+    /// ImageNet logits `[batch, classes]` from the head's map (without a
+    /// classifier, the pooled image features).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let pooled = crate::encoder::pool(&self.feature_map(x)?)?;
+        let maps = self.feature_maps(x)?;
         match &self.fc {
-            Some(fc) => fc.forward(&pooled),
-            None => Ok(pooled),
+            Some(fc) => fc.forward(&crate::encoder::pool(&maps[maps.len() - 1..])?),
+            None => crate::encoder::pool(&maps),
         }
     }
 }
@@ -273,6 +317,32 @@ impl EfficientNet {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn pooled_stages_add_their_outputs_to_the_features() {
+        let vb = VarBuilder::zeros(candle_core::DType::F32, &Device::Cpu);
+        let config = EfficientNetConfig {
+            classes: 0,
+            pooled_stages: vec![1, 5],
+            ..EfficientNetConfig::lite0()
+        };
+        assert_eq!(config.features(), 1280 + 24 + 192);
+        let model = EfficientNet::load(vb.clone(), &config).unwrap();
+        let x = Tensor::zeros((1, 3, 64, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let maps = model.feature_maps(&x).unwrap();
+        let shapes: Vec<&[usize]> = maps.iter().map(|m| m.dims()).collect();
+        assert_eq!(
+            shapes,
+            [&[1, 24, 16, 16][..], &[1, 192, 2, 2], &[1, 1280, 2, 2]]
+        );
+        assert_eq!(model.forward(&x).unwrap().dims(), &[1, config.features()]);
+        let missing = EfficientNetConfig {
+            pooled_stages: vec![7],
+            ..config
+        };
+        let error = EfficientNet::load(vb, &missing).err().unwrap().to_string();
+        assert!(error.contains("pooled stage 7 does not exist"), "{error}");
+    }
 
     #[test]
     fn depthwise_equals_grouped_convolution() {

@@ -16,10 +16,10 @@ pub enum EncoderConfig {
 }
 
 impl EncoderConfig {
-    /// Channels of the last feature map.
-    pub fn channels(&self) -> usize {
+    /// Width of the pooled image features.
+    pub fn features(&self) -> usize {
         match self {
-            Self::EfficientNet(c) => c.head,
+            Self::EfficientNet(c) => c.features(),
             Self::ResNet(c) => c.channels(),
         }
     }
@@ -60,16 +60,21 @@ impl Encoder {
         })
     }
 
-    /// The last feature map of RGB input `[batch, 3, h, w]` in 0..=255.
-    pub fn feature_map(&self, rgb: &Tensor) -> Result<Tensor> {
+    /// The feature maps of RGB input `[batch, 3, h, w]` in 0..=255 that the
+    /// image features are pooled from; the last one is the coarsest.
+    pub fn feature_maps(&self, rgb: &Tensor) -> Result<Vec<Tensor>> {
         match self {
-            Self::EfficientNet(m) => m.feature_map(&efficientnet::normalize(rgb)?),
-            Self::ResNet(m) => m.feature_map(&resnet::normalize(rgb)?),
+            Self::EfficientNet(m) => m.feature_maps(&efficientnet::normalize(rgb)?),
+            Self::ResNet(m) => Ok(vec![m.feature_map(&resnet::normalize(rgb)?)?]),
         }
     }
 }
 
-/// Global average of a feature map: `[batch, channels]`.
-pub fn pool(feature_map: &Tensor) -> Result<Tensor> {
-    feature_map.flatten_from(2)?.mean(D::Minus1)
+/// Global average of each feature map, side by side: `[batch, Σ channels]`.
+pub fn pool(feature_maps: &[Tensor]) -> Result<Tensor> {
+    let pooled = feature_maps
+        .iter()
+        .map(|m| m.flatten_from(2)?.mean(D::Minus1))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&pooled, 1)
 }

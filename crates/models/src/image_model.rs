@@ -2,8 +2,9 @@
 //! weights, or ResNet-50 from a torchvision or timm checkpoint) with a linear
 //! head over its pooled features, one sigmoid per
 //! output (`abnormal`, then vocabulary concepts). Because the head is linear
-//! over a global average, its class activation map is exact: the head's
-//! weights applied at every position of the last feature map.
+//! over global averages, its class activation map is exact: the head's
+//! weights applied at every position of each pooled feature map, each map
+//! averaged down to the grid of the last (coarsest) one.
 
 use crate::encoder::{pool, Encoder, EncoderConfig};
 use crate::quantized;
@@ -43,8 +44,8 @@ pub struct ImageModel {
 pub struct ImageOutput {
     /// Probability of each output of the config.
     pub probabilities: Vec<f32>,
-    /// The last feature map `[1, channels, h, w]`, for heat maps.
-    pub feature_map: Tensor,
+    /// The pooled feature maps `[1, channels, h, w]`, for heat maps.
+    pub feature_maps: Vec<Tensor>,
 }
 
 impl ImageModel {
@@ -53,7 +54,7 @@ impl ImageModel {
         Ok(Self {
             encoder: Encoder::load(vb.clone(), &config.encoder)?,
             head: linear(
-                config.encoder.channels(),
+                config.encoder.features(),
                 config.outputs.len(),
                 vb.pp("image_head"),
             )?,
@@ -63,27 +64,62 @@ impl ImageModel {
     /// Probabilities and feature map of one image given as `[3, size, size]`
     /// RGB values in 0..=255 (`core::image_input::encoder_input`).
     pub fn forward(&self, rgb: &Tensor) -> Result<ImageOutput> {
-        let feature_map = self.encoder.feature_map(&rgb.unsqueeze(0)?)?;
-        let logits = self.head.forward(&pool(&feature_map)?)?;
+        let feature_maps = self.encoder.feature_maps(&rgb.unsqueeze(0)?)?;
+        let logits = self.head.forward(&pool(&feature_maps)?)?;
         Ok(ImageOutput {
             probabilities: candle_nn::ops::sigmoid(&logits)?.flatten_all()?.to_vec1()?,
-            feature_map,
+            feature_maps,
         })
     }
 
-    /// Class activation map of output `k`: `[h, w]` scaled to 0..=1 (the
-    /// position that raises the output most is 1).
-    pub fn heat_map(&self, feature_map: &Tensor, k: usize) -> Result<Vec<Vec<f32>>> {
-        let w = self.head.weight().get(k)?; // [channels]
-        let (_, c, h, wd) = feature_map.dims4()?;
-        let map = w
-            .reshape((1, c))?
-            .matmul(&feature_map.reshape((c, h * wd))?)?
-            .reshape((h, wd))?;
-        let min = map.min_all()?.to_scalar::<f32>()?;
-        let max = map.max_all()?.to_scalar::<f32>()?;
-        let scaled = ((map - f64::from(min))? / f64::from((max - min).max(1e-6)))?;
-        scaled.to_vec2()
+    /// Class activation map of output `k` on the grid of the last feature
+    /// map, `[rows, cols]`: each map's share of the logit averaged over the
+    /// positions that fall in a cell. Where the grid divides every map
+    /// (224-px input) that keeps each map's mean, so the cells average to
+    /// the logit less the bias.
+    pub fn class_activation(&self, feature_maps: &[Tensor], k: usize) -> Result<Vec<Vec<f32>>> {
+        let w = self.head.weight().get(k)?; // [features]
+        let (_, _, rows, cols) = feature_maps
+            .last()
+            .ok_or_else(|| candle_core::Error::Msg("no feature map".into()))?
+            .dims4()?;
+        let mut grid = vec![0f32; rows * cols];
+        let mut offset = 0;
+        for map in feature_maps {
+            let (_, c, h, wd) = map.dims4()?;
+            let share: Vec<f32> = w
+                .narrow(0, offset, c)?
+                .reshape((1, c))?
+                .matmul(&map.reshape((c, h * wd))?)?
+                .flatten_all()?
+                .to_vec1()?;
+            offset += c;
+            let mut sums = vec![0f32; rows * cols];
+            let mut counts = vec![0u32; rows * cols];
+            for (i, v) in share.iter().enumerate() {
+                let cell = (i / wd) * rows / h * cols + (i % wd) * cols / wd;
+                sums[cell] += v;
+                counts[cell] += 1;
+            }
+            for ((g, s), n) in grid.iter_mut().zip(sums).zip(counts) {
+                *g += s / n.max(1) as f32;
+            }
+        }
+        Ok(grid.chunks(cols).map(<[f32]>::to_vec).collect())
+    }
+
+    /// The class activation map of output `k` scaled to 0..=1 (the cell
+    /// that raises the output most is 1).
+    pub fn heat_map(&self, feature_maps: &[Tensor], k: usize) -> Result<Vec<Vec<f32>>> {
+        let grid = self.class_activation(feature_maps, k)?;
+        let values = grid.iter().flatten().copied();
+        let min = values.clone().fold(f32::INFINITY, f32::min);
+        let max = values.fold(f32::NEG_INFINITY, f32::max);
+        let range = (max - min).max(1e-6);
+        Ok(grid
+            .iter()
+            .map(|row| row.iter().map(|v| (v - min) / range).collect())
+            .collect())
     }
 }
 
@@ -114,7 +150,8 @@ pub struct ImageAnalysis {
     pub features: Vec<f32>,
     /// Per output, the view that gave it.
     view_of: Vec<usize>,
-    feature_maps: Vec<Tensor>,
+    /// Per view, its pooled feature maps.
+    feature_maps: Vec<Vec<Tensor>>,
     regions: Vec<[f32; 4]>,
 }
 
@@ -229,14 +266,14 @@ impl ImageTagger {
                     analysis.view_of[k] = v;
                 }
             }
-            let pooled: Vec<f32> = pool(&out.feature_map)?.flatten_all()?.to_vec1()?;
+            let pooled: Vec<f32> = pool(&out.feature_maps)?.flatten_all()?.to_vec1()?;
             if analysis.features.is_empty() {
                 analysis.features = vec![0.0; pooled.len()];
             }
             for (sum, x) in analysis.features.iter_mut().zip(pooled) {
                 *sum += x / views.len() as f32;
             }
-            analysis.feature_maps.push(out.feature_map);
+            analysis.feature_maps.push(out.feature_maps);
             analysis
                 .regions
                 .push(input_region(img.width(), img.height(), size as u32, FIT));

@@ -59,26 +59,33 @@ fn efficientnet_lite0_recognizes_the_eagle_and_the_dog() {
 }
 
 #[test]
-fn image_model_gives_probabilities_and_a_heat_map_per_output() {
+fn image_model_gives_probabilities_and_an_exact_heat_map_per_output() {
     use integrabner_models::image_model::{ImageModel, ImageModelConfig};
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(WEIGHTS);
     let mut tensors =
         candle_core::safetensors::load(dir.join("efficientnet-lite0.safetensors"), &Device::Cpu)
             .unwrap();
-    // A head that reads one feature channel for output 0 and another for output 1.
-    let mut w = vec![0f32; 2 * 1280];
+    let encoder = EfficientNetConfig {
+        classes: 0,
+        pooled_stages: vec![1, 2, 3, 4, 5, 6],
+        ..EfficientNetConfig::lite0()
+    };
+    let width = encoder.features();
+    assert_eq!(width, 1280 + 24 + 40 + 80 + 112 + 192 + 320);
+    // Output 0 reads a channel of the 56x56 stage map and one of the head's
+    // 7x7 map; output 1 reads another head channel.
+    let mut w = vec![0f32; 2 * width];
     w[5] = 1.0;
-    w[1280 + 700] = 1.0;
+    w[width - 1280 + 3] = 0.5;
+    w[width + width - 1280 + 700] = 1.0;
     tensors.insert(
         "image_head.weight".into(),
-        Tensor::from_vec(w, (2, 1280), &Device::Cpu).unwrap(),
+        Tensor::from_vec(w, (2, width), &Device::Cpu).unwrap(),
     );
     tensors.insert(
         "image_head.bias".into(),
-        Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap(),
+        Tensor::new(&[-1f32, 0.5], &Device::Cpu).unwrap(),
     );
-    let mut encoder = EfficientNetConfig::lite0();
-    encoder.classes = 0;
     let config = ImageModelConfig {
         encoder: EncoderConfig::EfficientNet(encoder),
         input_size: 224,
@@ -99,18 +106,40 @@ fn image_model_gives_probabilities_and_a_heat_map_per_output() {
     )
     .unwrap();
     let out = model.forward(&rgb).unwrap();
+    let sizes: Vec<usize> = out.feature_maps.iter().map(|m| m.dim(3).unwrap()).collect();
+    assert_eq!(sizes, [56, 28, 14, 14, 7, 7, 7]);
     assert_eq!(out.probabilities.len(), 2);
-    assert!(out.probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
-    for k in 0..2 {
-        let map = model.heat_map(&out.feature_map, k).unwrap();
-        assert_eq!((map.len(), map[0].len()), (7, 7));
+    let features: Vec<f32> = integrabner_models::encoder::pool(&out.feature_maps)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(features.len(), width);
+    let logits = [
+        features[5] + 0.5 * features[width - 1280 + 3] - 1.0,
+        features[width - 1280 + 700] + 0.5,
+    ];
+    for (k, logit) in logits.into_iter().enumerate() {
+        let p = out.probabilities[k];
+        assert!(
+            (p - 1.0 / (1.0 + (-logit).exp())).abs() < 1e-5,
+            "output {k}"
+        );
+        // The cells average to the logit less the bias: the map is exact.
+        let grid = model.class_activation(&out.feature_maps, k).unwrap();
+        assert_eq!((grid.len(), grid[0].len()), (7, 7));
+        let mean = grid.concat().iter().sum::<f32>() / 49.0;
+        let bias = [-1.0, 0.5][k];
+        assert!((mean + bias - logit).abs() < 1e-4, "output {k}");
+        let map = model.heat_map(&out.feature_maps, k).unwrap();
         let flat: Vec<f32> = map.concat();
         assert!(flat.iter().all(|v| (0.0..=1.0).contains(v)));
         assert!(flat.contains(&1.0));
     }
-    // Each output's map is its own channel, so the two differ.
+    // Each output reads its own channels, so the two maps differ.
     assert_ne!(
-        model.heat_map(&out.feature_map, 0).unwrap(),
-        model.heat_map(&out.feature_map, 1).unwrap()
+        model.heat_map(&out.feature_maps, 0).unwrap(),
+        model.heat_map(&out.feature_maps, 1).unwrap()
     );
 }

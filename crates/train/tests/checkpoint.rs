@@ -248,12 +248,14 @@ fn a_torchvision_resnet_pth_loads_like_its_safetensors() {
     let x = Tensor::rand(0f32, 255.0, (1, 3, 64, 64), &Device::Cpu).unwrap();
     let a = load_encoder(&encoder, &pth)
         .unwrap()
-        .feature_map(&x)
-        .unwrap();
+        .feature_maps(&x)
+        .unwrap()
+        .remove(0);
     let b = load_encoder(&encoder, &st)
         .unwrap()
-        .feature_map(&x)
-        .unwrap();
+        .feature_maps(&x)
+        .unwrap()
+        .remove(0);
     assert_eq!(a.dims(), &[1, channels, 2, 2]);
     let diff = integrabner_models::max_abs_difference(&a, &b).unwrap();
     assert_eq!(diff, 0.0);
