@@ -10,7 +10,7 @@
 use crate::iob::spans;
 use crate::quantized;
 use crate::report_model::{ReportModel, ReportModelConfig};
-use crate::tokenizer::{windows, BertTokenizer, TokenizerError, WordPieces};
+use crate::tokenizer::{context_margin, windows, BertTokenizer, TokenizerError, WordPieces};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use integrabner_core::bundle::{model_file, BundleFile, FileRole};
@@ -411,7 +411,7 @@ impl ReportTagger {
                     continue;
                 }
                 let t = p - range.start + 1;
-                let margin = t.min(n - 1 - t) + 1;
+                let margin = context_margin(t, n);
                 let word = encoded.pieces.word_of[p];
                 if margin > best[word].0 {
                     let (tag, prob) = argmax(&probs[w][t]);

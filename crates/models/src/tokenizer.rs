@@ -139,9 +139,26 @@ pub fn windows(n: usize, max_len: usize, stride: usize) -> Vec<Range<usize>> {
     }
 }
 
+/// The context a token at `position` of an encoded window of `len` tokens
+/// has on its poorer side, counting itself. Where overlapping windows hold
+/// the same word, its prediction is read from the window where this is
+/// largest (the first such window on a tie).
+pub fn context_margin(position: usize, len: usize) -> usize {
+    position.min(len - 1 - position) + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_context_margin_is_smallest_at_the_window_ends() {
+        // [CLS] a b c [SEP]: the middle piece has the most context.
+        assert_eq!(
+            (0..5).map(|t| context_margin(t, 5)).collect::<Vec<_>>(),
+            [1, 2, 3, 2, 1]
+        );
+    }
 
     fn tiny_vocab() -> String {
         [

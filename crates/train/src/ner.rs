@@ -17,7 +17,7 @@ use indicatif::ProgressBar;
 use integrabner_models::iob::{decode_valid_iob, Sentence, SpanCounts};
 use integrabner_models::rng::SplitMix64;
 use integrabner_models::token_classifier::{TokenClassifier, TokenClassifierConfig};
-use integrabner_models::tokenizer::{windows, BertTokenizer};
+use integrabner_models::tokenizer::{context_margin, windows, BertTokenizer};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -218,7 +218,7 @@ impl NerModel {
                 let n = w.ids.len();
                 for (t, word) in w.first_piece_of.iter().enumerate() {
                     let Some(word) = *word else { continue };
-                    let margin = t.min(n - 1 - t) + 1;
+                    let margin = context_margin(t, n);
                     let slot = &mut best[w.sentence][word];
                     if margin > slot.0 {
                         *slot = (margin, std::mem::take(&mut rows[t]));
