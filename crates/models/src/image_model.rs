@@ -61,7 +61,7 @@ impl ImageModel {
         })
     }
 
-    /// Probabilities and feature map of one image given as `[3, size, size]`
+    /// Probabilities and feature maps of one image given as `[3, size, size]`
     /// RGB values in 0..=255 (`core::image_input::encoder_input`).
     pub fn forward(&self, rgb: &Tensor) -> Result<ImageOutput> {
         let feature_maps = self.encoder.feature_maps(&rgb.unsqueeze(0)?)?;

@@ -13,7 +13,7 @@
 
 use crate::frozen_batch_norm::FrozenBatchNorm;
 use crate::rng::SplitMix64;
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -297,7 +297,7 @@ impl ResNet {
 
     /// ImageNet logits `[batch, classes]`, or the pooled features without `fc`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let pooled = self.feature_map(x)?.flatten_from(2)?.mean(D::Minus1)?;
+        let pooled = crate::encoder::pool(&[self.feature_map(x)?])?;
         match &self.fc {
             Some(fc) => fc.forward(&pooled),
             None => Ok(pooled),
@@ -441,7 +441,7 @@ pub fn random_weights(config: &ResNetConfig, seed: u64) -> Result<HashMap<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, D};
 
     #[test]
     fn strided_slice_max_pool_equals_candles_and_has_a_gradient() {
