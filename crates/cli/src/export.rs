@@ -25,8 +25,9 @@ struct BundleContents {
 }
 
 const IMAGE_PROVENANCE: &str = " Image model (image/): EfficientNet-Lite0 (ImageNet weights, \
-Apache-2.0), frozen, with a linear head trained by `integrabner image train` on NIH \
-ChestX-ray14; its own manifest is image/manifest.json.";
+Apache-2.0), frozen, with a linear head and a second one over the image's grey-level layout, \
+trained by `integrabner image train` on NIH ChestX-ray14; its own manifest is \
+image/manifest.json.";
 
 const FUSION_PROVENANCE: &str = " Fusion model (fusion/): two-token attention over the report \
 model's logits and the image encoder's features, trained by `integrabner fusion train` on OpenI \

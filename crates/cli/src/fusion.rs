@@ -1,9 +1,10 @@
 //! `integrabner fusion`: train, score and write the fusion model.
 
+use crate::image::grey_layout_key;
 use crate::report::ReportData;
 use crate::{source, EXIT_OK};
 use anyhow::{Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use clap::Subcommand;
 use integrabner_core::bundle::{sha256_hex, FUSION_MODEL_FILES};
 use integrabner_core::metrics::{roc_auc, MultiLabelEval};
@@ -15,6 +16,7 @@ use integrabner_models::image_model::{ImageModelConfig, ImageTagger};
 use integrabner_models::report::ReportTagger;
 use integrabner_train::fusion::{self, construct_pairs, Example};
 use integrabner_train::image::of_split;
+use integrabner_train::image::Heads;
 use integrabner_train::report::{load_tagger, LabelledReport};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -94,14 +96,6 @@ fn labels_of(concepts: &[String], positive: &BTreeSet<String>) -> Vec<f32> {
         .iter()
         .map(|c| f32::from(u8::from(positive.contains(c))))
         .collect()
-}
-
-/// Image logits of pooled features through the trained head (`head.safetensors`).
-fn head_logits(head: &HashMap<String, Tensor>, features: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let logits = features
-        .matmul(&head["image_head.weight"].t()?)?
-        .broadcast_add(&head["image_head.bias"])?;
-    Ok(logits.to_vec2()?)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -320,15 +314,21 @@ fn train(
         )
     })?;
     let head_file = image_run.join("head.safetensors");
-    let head = candle_core::safetensors::load(&head_file, &Device::Cpu)
-        .with_context(|| format!("cannot read {}", head_file.display()))?;
+    let heads = Heads::from_tensors(
+        &candle_core::safetensors::load(&head_file, &Device::Cpu)
+            .with_context(|| format!("cannot read {}", head_file.display()))?,
+        image_config.grey_layout.as_ref(),
+    )?;
     let image_inputs = |name: &str| -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-        let x = cached
-            .get(name)
-            .with_context(|| format!("{} has no {name} features", cache.display()))?;
+        let get = |key: &str| {
+            cached
+                .get(key)
+                .with_context(|| format!("{} has no {key} features", cache.display()))
+        };
+        let (x, layouts) = (get(name)?, get(&grey_layout_key(name))?);
         Ok(x.to_vec2::<f32>()?
             .into_iter()
-            .zip(head_logits(&head, x)?)
+            .zip(heads.logits(x, layouts)?.to_vec2::<f32>()?)
             .collect())
     };
     let empty = Vec::new();

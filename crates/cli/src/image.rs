@@ -148,9 +148,21 @@ fn encoder_provenance(config: &EncoderConfig) -> &'static str {
     }
 }
 
-const EXPORT_PROVENANCE: &str = "frozen, and a linear head trained by `integrabner image train` \
-on the NIH ChestX-ray14 sample (train split of nih-split-v1), thresholds chosen on its \
-validation split; written by `integrabner image export`.";
+const EXPORT_PROVENANCE: &str = "trained by `integrabner image train` on the NIH ChestX-ray14 \
+sample (train split of nih-split-v1), thresholds chosen on its validation split; written by \
+`integrabner image export`.";
+
+/// What the model's heads read, for the manifest.
+fn heads_provenance(config: &ImageModelConfig) -> String {
+    match &config.grey_layout {
+        Some(c) => format!(
+            "frozen, and a linear head, plus a linear head over the image's grey-level layout \
+             ({0}x{0} grid) with its logits at weight {1},",
+            c.side, c.weight
+        ),
+        None => "frozen, and a linear head".to_string(),
+    }
+}
 
 /// Writes the bundle directory, then scores the written model and the f32
 /// model on the test split for its manifest.
@@ -203,8 +215,9 @@ fn export(model: &Path, weights: Option<&Path>, nih: &Path, out: &Path) -> Resul
     }
     metrics.insert("test images".into(), test.len() as f64);
     let provenance = format!(
-        "Image model of IntegraBNER: {}, {EXPORT_PROVENANCE}",
-        encoder_provenance(&config.encoder)
+        "Image model of IntegraBNER: {}, {} {EXPORT_PROVENANCE}",
+        encoder_provenance(&config.encoder),
+        heads_provenance(&config)
     );
     crate::export::write_model_manifest(out, &IMAGE_MODEL_FILES, &provenance, metrics)?;
     Ok(EXIT_OK)
@@ -279,8 +292,13 @@ fn feature_sets<'a>(
     ])
 }
 
-/// Features of every set at `input_size`, from the cache when it describes
-/// these images at that size and width.
+/// The cache's name of a set's grey-level layouts (beside its features).
+pub fn grey_layout_key(set: &str) -> String {
+    format!("{set}_grey_layout")
+}
+
+/// Features and grey-level layouts of every set at `input_size`, from the
+/// cache when it describes these images at that size and width.
 fn cached_features(
     nih: &Path,
     config: &EncoderConfig,
@@ -294,11 +312,16 @@ fn cached_features(
             .get(INPUT_SIZE_KEY)
             .and_then(|x| x.to_vec1::<u32>().ok())
             .is_some_and(|v| v == [input_size as u32]);
+        let cells = image::grey_layout_side(input_size).pow(2);
+        let has = |name: &str, dims: (usize, usize)| {
+            t.get(name)
+                .and_then(|x| x.dims2().ok())
+                .is_some_and(|d| d == dims)
+        };
         let fits = same_size
             && sets.iter().all(|(name, part, _)| {
-                t.get(*name)
-                    .and_then(|x| x.dims2().ok())
-                    .is_some_and(|dims| dims == (part.len(), config.features()))
+                has(name, (part.len(), config.features()))
+                    && has(&grey_layout_key(name), (part.len(), cells))
             });
         if fits {
             eprintln!("features from {}", cache.display());
@@ -310,10 +333,10 @@ fn cached_features(
     for (name, part, view) in sets {
         let progress = crate::progress_bar(part.len(), &format!("features, {name}"), "images");
         let started = std::time::Instant::now();
-        out.insert(
-            name.to_string(),
-            image::features(&encoder, nih, part, *view, input_size, &progress)?,
-        );
+        let (features, layouts) =
+            image::features(&encoder, nih, part, *view, input_size, &progress)?;
+        out.insert(name.to_string(), features);
+        out.insert(grey_layout_key(name), layouts);
         progress.finish_and_clear();
         eprintln!(
             "features, {name}: {} images in {:.0} s",
@@ -381,17 +404,31 @@ pub fn run(command: ImageCommand) -> Result<u8> {
                 .filter(|name| name.starts_with("train"))
                 .collect();
             let train_y: Vec<Vec<f32>> = train_sets.iter().flat_map(|n| y[n].clone()).collect();
-            let train_x = candle_core::Tensor::cat(
-                &train_sets.iter().map(|n| &features[*n]).collect::<Vec<_>>(),
-                0,
-            )?;
+            let stack = |key: &dyn Fn(&str) -> String| {
+                let parts: Vec<&candle_core::Tensor> =
+                    train_sets.iter().map(|n| &features[&key(n)]).collect();
+                candle_core::Tensor::cat(&parts, 0)
+            };
+            let train_x = stack(&|n| n.to_string())?;
+            let train_layouts = stack(&grey_layout_key)?;
+            let of_set = |name: &str| (&features[name], &features[&grey_layout_key(name)]);
             let (val_y, test_y) = (&y["validation"], &y["test"]);
             let started = std::time::Instant::now();
-            let head = image::train_head(&train_x, &train_y, &features["validation"], val_y)?;
+            let (heads, [image_training, layout_training], validation_auc) = image::train_heads(
+                image::grey_layout_side(input_size),
+                (&train_x, &train_layouts),
+                &train_y,
+                of_set("validation"),
+                val_y,
+            )?;
             let head_seconds = started.elapsed().as_secs_f64();
 
-            let val_p = head.probabilities(&features["validation"])?;
-            let test_p = head.probabilities(&features["test"])?;
+            let probabilities = |name: &str| {
+                let (x, layouts) = of_set(name);
+                heads.probabilities(x, layouts)
+            };
+            let val_p = probabilities("validation")?;
+            let test_p = probabilities("test")?;
             let pairs = |p: &[Vec<f32>], t: &[Vec<f32>], k: usize| -> Vec<(f32, bool)> {
                 p.iter().zip(t).map(|(p, t)| (p[k], t[k] > 0.5)).collect()
             };
@@ -413,20 +450,22 @@ pub fn run(command: ImageCommand) -> Result<u8> {
                 outputs: outputs.clone(),
                 thresholds: thresholds.clone(),
                 vocabulary_version: integrabner_core::RulePipeline::embedded().vocab.version,
+                grey_layout: heads.grey_layout.as_ref().map(|(_, c)| c.clone()),
             };
             std::fs::write(
                 out.join("config.json"),
                 serde_json::to_string_pretty(&config)?,
             )?;
-            candle_core::safetensors::save(&head.tensors(), out.join("head.safetensors"))?;
+            candle_core::safetensors::save(&heads.tensors(), out.join("head.safetensors"))?;
 
             let count = |s| image::of_split(&images, s).len();
             let mut md = String::new();
             let _ = writeln!(
                 md,
-                "{} (weights {}, frozen, {input_size} px) + linear head. Images: {} train (+ mirrored copies, + {} shrunk to {} px), {} validation, {} test (split by patient, nih-split-v1). Features {:.0} s (cached afterwards), head {:.1} s ({} steps, validation mean AUC {:.3}).\n",
+                "{} (weights {}, frozen, {input_size} px) + linear head, + a linear head over the grey-level layout ({}). Images: {} train (+ mirrored copies, + {} shrunk to {} px), {} validation, {} test (split by patient, nih-split-v1). Features {:.0} s (cached afterwards), heads {:.1} s (encoder head {} steps, validation mean AUC {:.3}; layout head {} steps, {:.3}; together {:.3}).\n",
                 encoder.name(),
                 weights.display(),
+                heads.grey_layout.as_ref().map_or("weight 0: not kept".to_string(), |(_, c)| format!("{0}x{0} grid, weight {1}", c.side, c.weight)),
                 count(Split::Train),
                 features["train_thumbnails"].dim(0)?,
                 image::THUMBNAIL_SIDE,
@@ -434,8 +473,11 @@ pub fn run(command: ImageCommand) -> Result<u8> {
                 count(Split::Test),
                 feature_seconds,
                 head_seconds,
-                head.steps,
-                head.validation_auc
+                image_training.steps,
+                image_training.validation_auc,
+                layout_training.steps,
+                layout_training.validation_auc,
+                validation_auc
             );
             md.push_str("| output | test positives | test ROC-AUC | threshold (validation) | test F1 |\n|---|---|---|---|---|\n");
             for (k, name) in outputs.iter().enumerate() {

@@ -1,10 +1,13 @@
 //! The image model: a frozen image encoder (EfficientNet-Lite0 with ImageNet
 //! weights, or ResNet-50 from a torchvision or timm checkpoint) with a linear
 //! head over its pooled features, one sigmoid per
-//! output (`abnormal`, then vocabulary concepts). Because the head is linear
-//! over global averages, its class activation map is exact: the head's
-//! weights applied at every position of each pooled feature map, each map
-//! averaged down to the grid of the last (coarsest) one.
+//! output (`abnormal`, then vocabulary concepts). Optionally a second linear
+//! head reads the input's grey-level layout (where the radiograph is light or
+//! dark on a coarse grid): in 64-px thumbnails the ImageNet encoder sees only
+//! blur, while the layout still shows a wide heart shadow or an opaque base.
+//! Because both heads are linear, the class activation map is exact: each
+//! head's weights applied at every position of what it reads, averaged down
+//! to the grid of the encoder's last (coarsest) feature map.
 
 use crate::encoder::{pool, Encoder, EncoderConfig};
 use crate::quantized;
@@ -29,6 +32,47 @@ pub struct ImageModelConfig {
     pub thresholds: Vec<f32>,
     /// The vocabulary the output headings come from.
     pub vocabulary_version: String,
+    /// The grey-level layout head, if the model has one (older configs do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grey_layout: Option<GreyLayoutConfig>,
+}
+
+/// The second head's input and its say in the logits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GreyLayoutConfig {
+    /// Side of the grid the input is averaged onto; it divides `input_size`.
+    pub side: usize,
+    /// Factor on the layout head's logits, added to the encoder head's
+    /// (chosen on the validation split).
+    pub weight: f32,
+}
+
+/// The model's logits: the encoder head's plus the layout head's times the
+/// config's weight (one rule for inference and for training on cached inputs).
+pub fn combine_logits(
+    image: &Tensor,
+    layout: &Tensor,
+    config: &GreyLayoutConfig,
+) -> Result<Tensor> {
+    image + layout.affine(f64::from(config.weight), 0.0)?
+}
+
+/// Grey levels of RGB input `[batch, 3, size, size]` averaged onto a
+/// `side`² grid and standardized per image (so brightness and contrast do
+/// not count, only the layout): `[batch, side²]`.
+pub fn grey_layout(rgb: &Tensor, side: usize) -> Result<Tensor> {
+    let (batch, _, h, w) = rgb.dims4()?;
+    if side == 0 || h % side != 0 || w % side != 0 {
+        candle_core::bail!("a {h}x{w} input does not divide into a {side}x{side} grid");
+    }
+    let grey = rgb
+        .mean_keepdim(1)?
+        .avg_pool2d((h / side, w / side))?
+        .reshape((batch, side * side))?;
+    let centred = grey.broadcast_sub(&grey.mean_keepdim(1)?)?;
+    // The epsilon keeps a uniform image at zeros instead of NaN.
+    let std = (centred.sqr()?.mean_keepdim(1)? + 1e-6)?.sqrt()?;
+    centred.broadcast_div(&std)
 }
 
 /// How every image is fitted into the encoder's square: padding keeps the
@@ -38,62 +82,104 @@ pub const FIT: Fit = Fit::Pad;
 pub struct ImageModel {
     pub encoder: Encoder,
     head: Linear,
+    grey_layout: Option<(Linear, GreyLayoutConfig)>,
+}
+
+/// What the heads read in one image, kept for its heat maps.
+pub struct Activations {
+    /// The pooled feature maps `[1, channels, h, w]`.
+    pub feature_maps: Vec<Tensor>,
+    /// The grey-level layout `[1, side²]`, if the model has that head.
+    pub grey_layout: Option<Tensor>,
 }
 
 /// What the model saw in one image.
 pub struct ImageOutput {
     /// Probability of each output of the config.
     pub probabilities: Vec<f32>,
-    /// The pooled feature maps `[1, channels, h, w]`, for heat maps.
-    pub feature_maps: Vec<Tensor>,
+    pub activations: Activations,
 }
 
 impl ImageModel {
-    /// `vb` holds the encoder's names at its root and the head under `image_head`.
+    /// `vb` holds the encoder's names at its root, the head under
+    /// `image_head` and the grey-level layout head under `grey_layout_head`.
     pub fn load(vb: VarBuilder, config: &ImageModelConfig) -> Result<Self> {
+        let outputs = config.outputs.len();
+        let grey_layout = match &config.grey_layout {
+            Some(c) if c.side == 0 || config.input_size % c.side != 0 => candle_core::bail!(
+                "a grey-level layout of side {} does not divide the {}-px input",
+                c.side,
+                config.input_size
+            ),
+            Some(c) => Some((
+                linear(c.side * c.side, outputs, vb.pp("grey_layout_head"))?,
+                c.clone(),
+            )),
+            None => None,
+        };
         Ok(Self {
             encoder: Encoder::load(vb.clone(), &config.encoder)?,
-            head: linear(
-                config.encoder.features(),
-                config.outputs.len(),
-                vb.pp("image_head"),
-            )?,
+            head: linear(config.encoder.features(), outputs, vb.pp("image_head"))?,
+            grey_layout,
         })
     }
 
-    /// Probabilities and feature maps of one image given as `[3, size, size]`
+    /// Probabilities and activations of one image given as `[3, size, size]`
     /// RGB values in 0..=255 (`core::image_input::encoder_input`).
     pub fn forward(&self, rgb: &Tensor) -> Result<ImageOutput> {
-        let feature_maps = self.encoder.feature_maps(&rgb.unsqueeze(0)?)?;
-        let logits = self.head.forward(&pool(&feature_maps)?)?;
+        let rgb = rgb.unsqueeze(0)?;
+        let feature_maps = self.encoder.feature_maps(&rgb)?;
+        let mut logits = self.head.forward(&pool(&feature_maps)?)?;
+        let grey_layout = match &self.grey_layout {
+            Some((head, c)) => {
+                let layout = grey_layout(&rgb, c.side)?;
+                logits = combine_logits(&logits, &head.forward(&layout)?, c)?;
+                Some(layout)
+            }
+            None => None,
+        };
         Ok(ImageOutput {
             probabilities: candle_nn::ops::sigmoid(&logits)?.flatten_all()?.to_vec1()?,
-            feature_maps,
+            activations: Activations {
+                feature_maps,
+                grey_layout,
+            },
         })
     }
 
     /// Class activation map of output `k` on the grid of the last feature
-    /// map, `[rows, cols]`: each map's share of the logit averaged over the
-    /// positions that fall in a cell. Where the grid divides every map
-    /// (224-px input) that keeps each map's mean, so the cells average to
-    /// the logit less the bias.
-    pub fn class_activation(&self, feature_maps: &[Tensor], k: usize) -> Result<Vec<Vec<f32>>> {
+    /// map, `[rows, cols]`: each map's share of the logit (and the layout
+    /// head's, scaled to a mean) averaged over the positions that fall in a
+    /// cell. Where the grid divides every map (224-px input) that keeps each
+    /// map's mean, so the cells average to the logit less the biases.
+    pub fn class_activation(&self, activations: &Activations, k: usize) -> Result<Vec<Vec<f32>>> {
+        let maps = &activations.feature_maps;
         let w = self.head.weight().get(k)?; // [features]
-        let (_, _, rows, cols) = feature_maps
+        let (_, _, rows, cols) = maps
             .last()
             .ok_or_else(|| candle_core::Error::Msg("no feature map".into()))?
             .dims4()?;
-        let mut grid = vec![0f32; rows * cols];
+        // Per input read: each position's share of the logit, times the
+        // number of positions (so that their mean is the contribution), and
+        // the input's grid.
+        let mut shares: Vec<(Vec<f32>, usize, usize)> = Vec::new();
         let mut offset = 0;
-        for map in feature_maps {
+        for map in maps {
             let (_, c, h, wd) = map.dims4()?;
-            let share: Vec<f32> = w
+            let share = w
                 .narrow(0, offset, c)?
                 .reshape((1, c))?
-                .matmul(&map.reshape((c, h * wd))?)?
-                .flatten_all()?
-                .to_vec1()?;
+                .matmul(&map.reshape((c, h * wd))?)?;
+            shares.push((share.flatten_all()?.to_vec1()?, h, wd));
             offset += c;
+        }
+        if let (Some((head, c)), Some(layout)) = (&self.grey_layout, &activations.grey_layout) {
+            let scale = f64::from(c.weight) * (c.side * c.side) as f64;
+            let share = head.weight().get(k)?.mul(&layout.flatten_all()?)?;
+            shares.push((share.affine(scale, 0.0)?.to_vec1()?, c.side, c.side));
+        }
+        let mut grid = vec![0f32; rows * cols];
+        for (share, h, wd) in shares {
             let mut sums = vec![0f32; rows * cols];
             let mut counts = vec![0u32; rows * cols];
             for (i, v) in share.iter().enumerate() {
@@ -110,8 +196,8 @@ impl ImageModel {
 
     /// The class activation map of output `k` scaled to 0..=1 (the cell
     /// that raises the output most is 1).
-    pub fn heat_map(&self, feature_maps: &[Tensor], k: usize) -> Result<Vec<Vec<f32>>> {
-        let grid = self.class_activation(feature_maps, k)?;
+    pub fn heat_map(&self, activations: &Activations, k: usize) -> Result<Vec<Vec<f32>>> {
+        let grid = self.class_activation(activations, k)?;
         let values = grid.iter().flatten().copied();
         let min = values.clone().fold(f32::INFINITY, f32::min);
         let max = values.fold(f32::NEG_INFINITY, f32::max);
@@ -150,8 +236,8 @@ pub struct ImageAnalysis {
     pub features: Vec<f32>,
     /// Per output, the view that gave it.
     view_of: Vec<usize>,
-    /// Per view, its pooled feature maps.
-    feature_maps: Vec<Vec<Tensor>>,
+    /// Per view, what the heads read.
+    activations: Vec<Activations>,
     regions: Vec<[f32; 4]>,
 }
 
@@ -206,6 +292,7 @@ impl ImageTagger {
         );
         let config = ImageModelConfig {
             encoder: EncoderConfig::ResNet(encoder),
+            grey_layout: None,
             ..like.clone()
         };
         Self::from_tensors(config, tensors)
@@ -252,7 +339,7 @@ impl ImageTagger {
             probabilities: vec![0.0; n],
             features: Vec::new(),
             view_of: vec![0; n],
-            feature_maps: Vec::new(),
+            activations: Vec::new(),
             regions: Vec::new(),
         };
         for (v, img) in views.iter().enumerate() {
@@ -266,14 +353,16 @@ impl ImageTagger {
                     analysis.view_of[k] = v;
                 }
             }
-            let pooled: Vec<f32> = pool(&out.feature_maps)?.flatten_all()?.to_vec1()?;
+            let pooled: Vec<f32> = pool(&out.activations.feature_maps)?
+                .flatten_all()?
+                .to_vec1()?;
             if analysis.features.is_empty() {
                 analysis.features = vec![0.0; pooled.len()];
             }
             for (sum, x) in analysis.features.iter_mut().zip(pooled) {
                 *sum += x / views.len() as f32;
             }
-            analysis.feature_maps.push(out.feature_maps);
+            analysis.activations.push(out.activations);
             analysis
                 .regions
                 .push(input_region(img.width(), img.height(), size as u32, FIT));
@@ -292,7 +381,7 @@ impl ImageTagger {
             return Ok(None);
         };
         let view = analysis.view_of[k];
-        let grid = self.model.heat_map(&analysis.feature_maps[view], k)?;
+        let grid = self.model.heat_map(&analysis.activations[view], k)?;
         Ok(Some(HeatMap {
             concept: name.to_string(),
             image: view,
@@ -342,5 +431,60 @@ impl ImageTagger {
             heat_maps,
             scores,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grey_layout_is_standardized_and_refuses_a_grid_that_does_not_divide() {
+        // A 4x4 image, dark left half, light right half, in all channels.
+        let pixels: Vec<f32> = (0..3 * 16)
+            .map(|i| if i % 4 < 2 { 10.0 } else { 200.0 })
+            .collect();
+        let rgb = Tensor::from_vec(pixels, (1, 3, 4, 4), &Device::Cpu).unwrap();
+        let layout: Vec<f32> = grey_layout(&rgb, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (v, want) in layout.iter().zip([-1.0, 1.0, -1.0, 1.0]) {
+            assert!((v - want).abs() < 1e-4, "{layout:?}");
+        }
+        // A uniform image has no layout: zeros, not NaN.
+        let flat = Tensor::full(7f32, (1, 3, 4, 4), &Device::Cpu).unwrap();
+        let layout: Vec<f32> = grey_layout(&flat, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(layout, [0.0; 4]);
+        assert!(grey_layout(&rgb, 3).is_err());
+        assert!(grey_layout(&rgb, 0).is_err());
+    }
+
+    #[test]
+    fn a_model_whose_layout_grid_does_not_divide_its_input_is_refused_at_load() {
+        let config = ImageModelConfig {
+            encoder: EncoderConfig::ResNet(ResNetConfig::resnet50()),
+            input_size: 224,
+            outputs: vec![ABNORMAL.into()],
+            thresholds: vec![0.5],
+            vocabulary_version: "test".into(),
+            grey_layout: Some(GreyLayoutConfig {
+                side: 15,
+                weight: 0.5,
+            }),
+        };
+        let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+        let err = ImageModel::load(vb, &config).err().expect("refused");
+        assert!(
+            err.to_string().contains("does not divide the 224-px input"),
+            "{err}"
+        );
     }
 }

@@ -1,10 +1,11 @@
-//! Image findings on NIH ChestX-ray14 with a frozen encoder: features are
-//! computed once per image (and, for the train split, once more mirrored and
-//! once shrunk to a thumbnail, as augmentation), then a linear head is
-//! trained on them with class-weighted
-//! binary cross-entropy and early stopping on the validation split's mean
-//! ROC-AUC. On two cores this is minutes, where fine-tuning the encoder would
-//! be hours per epoch.
+//! Image findings on NIH ChestX-ray14 with a frozen encoder: features (and
+//! the grey-level layout) are computed once per image (and, for the train
+//! split, once more mirrored and once shrunk to a thumbnail, as
+//! augmentation), then two linear heads, one over each, are trained on them
+//! with class-weighted binary cross-entropy and early stopping on the
+//! validation split's mean ROC-AUC, and the layout head's weight beside the
+//! encoder head is chosen on the same split. On two cores this is minutes,
+//! where fine-tuning the encoder would be hours per epoch.
 
 use crate::adamw::AdamW;
 use anyhow::{Context, Result};
@@ -17,6 +18,7 @@ use integrabner_core::metrics::roc_auc;
 use integrabner_core::nih::{NihImage, ABNORMAL};
 use integrabner_core::split::Split;
 use integrabner_models::encoder::{pool, Encoder, EncoderConfig};
+use integrabner_models::image_model::{combine_logits, grey_layout, GreyLayoutConfig};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -82,7 +84,19 @@ pub fn larger_than_thumbnail<'a>(
     Ok(larger)
 }
 
-/// Pooled encoder features `[images, features]` of `images` (paths relative
+/// Side of the grey-level layout grid for a `size`-px input: the divisor of
+/// `size` nearest 14 (the larger on a tie). At 224 px that is 14, and each
+/// 2x2 block of it is one cell of the encoder's 7x7 heat-map grid; 14 was
+/// chosen on the validation split (EVALUATION.md).
+pub fn grey_layout_side(size: usize) -> usize {
+    (1..=size)
+        .filter(|d| size % d == 0)
+        .min_by_key(|&d| (d.abs_diff(14), std::cmp::Reverse(d)))
+        .unwrap_or(1)
+}
+
+/// Pooled encoder features `[images, features]` and grey-level layouts
+/// `[images, side²]` (`grey_layout_side(size)`) of `images` (paths relative
 /// to `data_dir`) seen as `view` at `size`² pixels.
 pub fn features(
     encoder: &Encoder,
@@ -91,9 +105,10 @@ pub fn features(
     view: View,
     size: usize,
     progress: &ProgressBar,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     let device = Device::Cpu;
     let mut rows = Vec::new();
+    let mut layouts = Vec::new();
     for chunk in images.chunks(8) {
         let mut batch = Vec::new();
         for image in chunk {
@@ -110,33 +125,142 @@ pub fn features(
         }
         let x = Tensor::from_vec(batch, (chunk.len(), 3, size, size), &device)?;
         rows.push(pool(&encoder.feature_maps(&x)?)?);
+        layouts.push(grey_layout(&x, grey_layout_side(size))?);
         progress.inc(chunk.len() as u64);
     }
-    Ok(Tensor::cat(&rows, 0)?)
+    Ok((Tensor::cat(&rows, 0)?, Tensor::cat(&layouts, 0)?))
 }
 
 /// A trained head, with standardization folded in: logits = x W^T + b on raw
-/// pooled features.
+/// inputs.
 pub struct Head {
     pub weight: Tensor,
     pub bias: Tensor,
+}
+
+/// How a head's training went.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadTraining {
     /// Validation mean ROC-AUC at the kept step.
     pub validation_auc: f64,
     pub steps: usize,
 }
 
 impl Head {
-    pub fn probabilities(&self, x: &Tensor) -> Result<Vec<Vec<f32>>> {
-        let logits = x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
-        Ok(candle_nn::ops::sigmoid(&logits)?.to_vec2()?)
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?)
+    }
+}
+
+/// The image model's heads as `ImageModel` combines them: the encoder
+/// head's logits plus the config's weight times the layout head's.
+pub struct Heads {
+    pub image: Head,
+    pub grey_layout: Option<(Head, GreyLayoutConfig)>,
+}
+
+/// Names of the heads' tensors, as `ImageModel::load` reads them.
+const IMAGE_HEAD: &str = "image_head";
+const GREY_LAYOUT_HEAD: &str = "grey_layout_head";
+
+impl Heads {
+    /// Logits `[images, outputs]` of pooled features and grey-level layouts.
+    pub fn logits(&self, features: &Tensor, layouts: &Tensor) -> Result<Tensor> {
+        let logits = self.image.logits(features)?;
+        Ok(match &self.grey_layout {
+            Some((head, c)) => combine_logits(&logits, &head.logits(layouts)?, c)?,
+            None => logits,
+        })
+    }
+
+    pub fn probabilities(&self, features: &Tensor, layouts: &Tensor) -> Result<Vec<Vec<f32>>> {
+        Ok(candle_nn::ops::sigmoid(&self.logits(features, layouts)?)?.to_vec2()?)
     }
 
     pub fn tensors(&self) -> HashMap<String, Tensor> {
-        HashMap::from([
-            ("image_head.weight".to_string(), self.weight.clone()),
-            ("image_head.bias".to_string(), self.bias.clone()),
-        ])
+        let mut heads = vec![(IMAGE_HEAD, &self.image)];
+        heads.extend(
+            self.grey_layout
+                .as_ref()
+                .map(|(h, _)| (GREY_LAYOUT_HEAD, h)),
+        );
+        heads
+            .into_iter()
+            .flat_map(|(name, h)| {
+                [
+                    (format!("{name}.weight"), h.weight.clone()),
+                    (format!("{name}.bias"), h.bias.clone()),
+                ]
+            })
+            .collect()
     }
+
+    /// The heads saved by `tensors`, combined as `grey_layout` says.
+    pub fn from_tensors(
+        tensors: &HashMap<String, Tensor>,
+        grey_layout: Option<&GreyLayoutConfig>,
+    ) -> Result<Self> {
+        let head = |name: &str| -> Result<Head> {
+            let get = |part: &str| {
+                tensors
+                    .get(&format!("{name}.{part}"))
+                    .cloned()
+                    .with_context(|| format!("the heads have no {name}.{part}"))
+            };
+            Ok(Head {
+                weight: get("weight")?,
+                bias: get("bias")?,
+            })
+        };
+        Ok(Self {
+            image: head(IMAGE_HEAD)?,
+            grey_layout: match grey_layout {
+                Some(c) => Some((head(GREY_LAYOUT_HEAD)?, c.clone())),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The layout head's weights tried beside the encoder head (0: no layout head).
+const GREY_LAYOUT_WEIGHTS: [f32; 7] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0];
+
+/// Trains the encoder head and the layout head (`train_head` each), then
+/// keeps the layout weight with the best validation mean AUC over the
+/// outputs with at least `MIN_POSITIVES_FOR_SELECTION` positives. Returns
+/// the heads, each head's training, and the combined validation mean AUC.
+/// The layouts have `side`² cells.
+pub fn train_heads(
+    side: usize,
+    train: (&Tensor, &Tensor),
+    train_y: &[Vec<f32>],
+    validation: (&Tensor, &Tensor),
+    val_y: &[Vec<f32>],
+) -> Result<(Heads, [HeadTraining; 2], f64)> {
+    let (image, image_training) = train_head(train.0, train_y, validation.0, val_y)?;
+    let (layout, layout_training) = train_head(train.1, train_y, validation.1, val_y)?;
+    let mut best: Option<(f64, f32)> = None;
+    let mut heads = Heads {
+        image,
+        grey_layout: Some((layout, GreyLayoutConfig { side, weight: 0.0 })),
+    };
+    for weight in GREY_LAYOUT_WEIGHTS {
+        if let Some((_, c)) = heads.grey_layout.as_mut() {
+            c.weight = weight;
+        }
+        let p = heads.probabilities(validation.0, validation.1)?;
+        let auc = mean_auc(&p, val_y, MIN_POSITIVES_FOR_SELECTION);
+        if best.is_none_or(|b| auc > b.0 + 1e-6) {
+            best = Some((auc, weight));
+        }
+    }
+    let (validation_auc, weight) = best.context("no layout weight was tried")?;
+    heads.grey_layout = heads
+        .grey_layout
+        .take()
+        .filter(|_| weight > 0.0)
+        .map(|(h, c)| (h, GreyLayoutConfig { weight, ..c }));
+    Ok((heads, [image_training, layout_training], validation_auc))
 }
 
 /// Weight of each output's positives, `[1, outputs]`: negatives / positives
@@ -202,7 +326,7 @@ pub fn train_head(
     train_y: &[Vec<f32>],
     val_x: &Tensor,
     val_y: &[Vec<f32>],
-) -> Result<Head> {
+) -> Result<(Head, HeadTraining)> {
     let device = Device::Cpu;
     let mean = train_x.mean_keepdim(0)?;
     let std = (train_x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)? + 1e-6)?.sqrt()?;
@@ -250,12 +374,13 @@ pub fn train_head(
     let std_row = std.flatten_all()?;
     let weight = w.broadcast_div(&std_row.unsqueeze(0)?)?;
     let bias = (b - weight.matmul(&mean.t()?)?.flatten_all()?)?;
-    Ok(Head {
-        weight,
-        bias,
-        validation_auc,
-        steps,
-    })
+    Ok((
+        Head { weight, bias },
+        HeadTraining {
+            validation_auc,
+            steps,
+        },
+    ))
 }
 
 /// Step size and decoupled weight decay of the head, chosen on validation
@@ -314,4 +439,19 @@ pub fn model_tensors(
 /// Images of one split.
 pub fn of_split(images: &[NihImage], split: Split) -> Vec<&NihImage> {
     images.iter().filter(|i| i.split == split).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_grid_divides_the_input_and_stays_near_14() {
+        assert_eq!(grey_layout_side(224), 14);
+        assert_eq!(grey_layout_side(128), 16);
+        assert_eq!(grey_layout_side(7), 7);
+        for size in [64, 96, 160, 256, 299, 384] {
+            assert_eq!(size % grey_layout_side(size), 0, "{size}");
+        }
+    }
 }
