@@ -21,12 +21,15 @@ use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
-    /// Train the image-findings head on NIH ChestX-ray14 over a frozen
-    /// encoder's features, then score it on the test split.
+    /// Train the image-findings heads on NIH ChestX-ray14 (one over a frozen
+    /// encoder's features, one over the image's grey-level layout), then
+    /// score them on the test split.
     ///
     /// Splits by patient (nih-split-v1: 0-6 train, 7 validation, 8-9 test).
-    /// Features are cached in OUT/features.safetensors; the model goes to
-    /// OUT/{config.json, head.safetensors}, the test report to OUT/evaluation.md.
+    /// The layout head's weight is chosen on validation (0 drops it).
+    /// Features and layouts are cached in OUT/features.safetensors; the model
+    /// goes to OUT/{config.json, head.safetensors}, the test report to
+    /// OUT/evaluation.md.
     Train {
         /// Directory with labels.csv and the images it names.
         #[arg(long, default_value = "../shared/data/nih-cxr")]
