@@ -79,6 +79,10 @@ pub fn grey_layout(rgb: &Tensor, side: usize) -> Result<Tensor> {
 /// whole radiograph (costophrenic angles sit at the edges).
 pub const FIT: Fit = Fit::Pad;
 
+/// Where the heads' tensors are in a checkpoint (`NAME.weight`, `NAME.bias`).
+pub const IMAGE_HEAD: &str = "image_head";
+pub const GREY_LAYOUT_HEAD: &str = "grey_layout_head";
+
 pub struct ImageModel {
     pub encoder: Encoder,
     head: Linear,
@@ -112,14 +116,14 @@ impl ImageModel {
                 config.input_size
             ),
             Some(c) => Some((
-                linear(c.side * c.side, outputs, vb.pp("grey_layout_head"))?,
+                linear(c.side * c.side, outputs, vb.pp(GREY_LAYOUT_HEAD))?,
                 c.clone(),
             )),
             None => None,
         };
         Ok(Self {
             encoder: Encoder::load(vb.clone(), &config.encoder)?,
-            head: linear(config.encoder.features(), outputs, vb.pp("image_head"))?,
+            head: linear(config.encoder.features(), outputs, vb.pp(IMAGE_HEAD))?,
             grey_layout,
         })
     }
@@ -159,9 +163,10 @@ impl ImageModel {
             .last()
             .ok_or_else(|| candle_core::Error::Msg("no feature map".into()))?
             .dims4()?;
-        // Per input read: each position's share of the logit, times the
-        // number of positions (so that their mean is the contribution), and
-        // the input's grid.
+        // Per input the heads read, each position's share of the logit,
+        // scaled so that the shares' mean is the input's contribution (a
+        // pooled map's already is; the layout's is multiplied by its cell
+        // count), with the input's grid.
         let mut shares: Vec<(Vec<f32>, usize, usize)> = Vec::new();
         let mut offset = 0;
         for map in maps {
@@ -283,11 +288,11 @@ impl ImageTagger {
         let (outputs, channels) = (like.outputs.len(), encoder.channels());
         let head = vec![0.01f32; outputs * channels];
         tensors.insert(
-            "image_head.weight".into(),
+            format!("{IMAGE_HEAD}.weight"),
             Tensor::from_vec(head, (outputs, channels), &Device::Cpu)?,
         );
         tensors.insert(
-            "image_head.bias".into(),
+            format!("{IMAGE_HEAD}.bias"),
             Tensor::zeros(outputs, DType::F32, &Device::Cpu)?,
         );
         let config = ImageModelConfig {

@@ -18,7 +18,9 @@ use integrabner_core::metrics::roc_auc;
 use integrabner_core::nih::{NihImage, ABNORMAL};
 use integrabner_core::split::Split;
 use integrabner_models::encoder::{pool, Encoder, EncoderConfig};
-use integrabner_models::image_model::{combine_logits, grey_layout, GreyLayoutConfig};
+use integrabner_models::image_model::{
+    combine_logits, grey_layout, GreyLayoutConfig, GREY_LAYOUT_HEAD, IMAGE_HEAD,
+};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -159,10 +161,6 @@ pub struct Heads {
     pub grey_layout: Option<(Head, GreyLayoutConfig)>,
 }
 
-/// Names of the heads' tensors, as `ImageModel::load` reads them.
-const IMAGE_HEAD: &str = "image_head";
-const GREY_LAYOUT_HEAD: &str = "grey_layout_head";
-
 impl Heads {
     /// Logits `[images, outputs]` of pooled features and grey-level layouts.
     pub fn logits(&self, features: &Tensor, layouts: &Tensor) -> Result<Tensor> {
@@ -239,27 +237,24 @@ pub fn train_heads(
 ) -> Result<(Heads, [HeadTraining; 2], f64)> {
     let (image, image_training) = train_head(train.0, train_y, validation.0, val_y)?;
     let (layout, layout_training) = train_head(train.1, train_y, validation.1, val_y)?;
-    let mut best: Option<(f64, f32)> = None;
-    let mut heads = Heads {
-        image,
-        grey_layout: Some((layout, GreyLayoutConfig { side, weight: 0.0 })),
-    };
+    // Each head's validation logits once; only their combination varies.
+    let image_logits = image.logits(validation.0)?;
+    let layout_logits = layout.logits(validation.1)?;
+    let mut best: Option<(f64, GreyLayoutConfig)> = None;
     for weight in GREY_LAYOUT_WEIGHTS {
-        if let Some((_, c)) = heads.grey_layout.as_mut() {
-            c.weight = weight;
-        }
-        let p = heads.probabilities(validation.0, validation.1)?;
+        let config = GreyLayoutConfig { side, weight };
+        let logits = combine_logits(&image_logits, &layout_logits, &config)?;
+        let p: Vec<Vec<f32>> = candle_nn::ops::sigmoid(&logits)?.to_vec2()?;
         let auc = mean_auc(&p, val_y, MIN_POSITIVES_FOR_SELECTION);
-        if best.is_none_or(|b| auc > b.0 + 1e-6) {
-            best = Some((auc, weight));
+        if best.as_ref().is_none_or(|b| auc > b.0 + 1e-6) {
+            best = Some((auc, config));
         }
     }
-    let (validation_auc, weight) = best.context("no layout weight was tried")?;
-    heads.grey_layout = heads
-        .grey_layout
-        .take()
-        .filter(|_| weight > 0.0)
-        .map(|(h, c)| (h, GreyLayoutConfig { weight, ..c }));
+    let (validation_auc, config) = best.context("no layout weight was tried")?;
+    let heads = Heads {
+        image,
+        grey_layout: (config.weight > 0.0).then_some((layout, config)),
+    };
     Ok((heads, [image_training, layout_training], validation_auc))
 }
 
