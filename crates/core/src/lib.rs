@@ -16,6 +16,7 @@ pub mod nih;
 pub mod openi;
 pub mod phrase_matcher;
 pub mod pipeline;
+pub mod rng;
 pub mod schema;
 pub mod sections;
 pub mod split;

@@ -7,9 +7,9 @@
 
 use crate::config::{BertConfig, HiddenAct};
 use crate::kernels;
-use crate::rng::SplitMix64;
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder};
+use integrabner_core::rng::SplitMix64;
 
 /// Inverted dropout; the identity when `rng` is `None` (evaluation).
 pub fn dropout(xs: &Tensor, p: f64, rng: Option<&mut SplitMix64>) -> Result<Tensor> {

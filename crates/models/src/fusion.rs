@@ -308,7 +308,7 @@ mod tests {
         };
         let device = Device::Cpu;
         let mut tensors = HashMap::new();
-        let mut rng = crate::rng::SplitMix64::new(3);
+        let mut rng = integrabner_core::rng::SplitMix64::new(3);
         let mut put = |name: &str, shape: &[usize]| {
             let n: usize = shape.iter().product();
             let v: Vec<f32> = (0..n).map(|_| rng.next_normal()).collect();

@@ -20,7 +20,6 @@ pub mod quantized;
 pub mod report;
 pub mod report_model;
 pub mod resnet;
-pub mod rng;
 pub mod token_classifier;
 pub mod tokenizer;
 

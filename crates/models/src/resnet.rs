@@ -12,9 +12,9 @@
 //! differ, so the stem's pool is built from strided slices).
 
 use crate::frozen_batch_norm::FrozenBatchNorm;
-use crate::rng::SplitMix64;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
+use integrabner_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -3,9 +3,9 @@
 
 use crate::bert::{dropout, Bert};
 use crate::config::BertConfig;
-use crate::rng::SplitMix64;
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
+use integrabner_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use integrabner_models::rng::SplitMix64;
+use integrabner_core::rng::SplitMix64;
 use integrabner_models::token_classifier::{TokenClassifier, TokenClassifierConfig};
 use integrabner_models::{Bert, BertConfig};
 

@@ -278,7 +278,7 @@ mod tests {
                 "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 8}"#,
         )
         .unwrap();
-        let mut rng = integrabner_models::rng::SplitMix64::new(3);
+        let mut rng = integrabner_core::rng::SplitMix64::new(3);
         let mut random = |shape: &[usize]| {
             let n = shape.iter().product();
             let data: Vec<f32> = (0..n).map(|_| rng.next_normal() * 0.5).collect();

@@ -12,8 +12,8 @@ use candle_nn::VarBuilder;
 use integrabner_core::bundle::sha256_hex;
 use integrabner_core::calibration::best_threshold;
 use integrabner_core::metrics::Counts;
+use integrabner_core::rng::SplitMix64;
 use integrabner_models::fusion::{FusionConfig, FusionInput, FusionModel};
-use integrabner_models::rng::SplitMix64;
 use std::collections::{BTreeSet, HashMap};
 
 /// One training or evaluation example; at least one modality is present.

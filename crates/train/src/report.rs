@@ -24,13 +24,13 @@ use candle_nn::VarBuilder;
 use integrabner_core::doc::Doc;
 use integrabner_core::findings::EVIDENCE_PER_CONCEPT;
 use integrabner_core::metrics::MultiLabelEval;
+use integrabner_core::rng::SplitMix64;
 use integrabner_core::{Entity, RulePipeline};
 use integrabner_models::iob::SpanCounts;
 use integrabner_models::report::{
     entity_tags, pad_rows, pool_matrix, words_and_evidence, Encoded, ReportTagger, ASSERTIONS,
 };
 use integrabner_models::report_model::{ReportModel, ReportModelConfig};
-use integrabner_models::rng::SplitMix64;
 use integrabner_models::tokenizer::BertTokenizer;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;

@@ -8,7 +8,7 @@ use crate::adamw::AdamW;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use integrabner_models::rng::SplitMix64;
+use integrabner_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
