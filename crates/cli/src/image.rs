@@ -1,5 +1,6 @@
 //! `integrabner image`: image findings on NIH ChestX-ray14 with a frozen encoder.
 
+use crate::nih_eval::{by_source_resolution, AucEstimate, Part};
 use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -7,7 +8,7 @@ use integrabner_core::bundle::IMAGE_MODEL_FILES;
 use integrabner_core::calibration::{best_threshold, f1_at};
 use integrabner_core::image_input::decode;
 use integrabner_core::metrics::roc_auc;
-use integrabner_core::nih::{read_labels, NihImage};
+use integrabner_core::nih::{read_labels, NihImage, ABNORMAL};
 use integrabner_core::split::Split;
 use integrabner_models::efficientnet::EfficientNetConfig;
 use integrabner_models::encoder::EncoderConfig;
@@ -217,6 +218,29 @@ fn export(model: &Path, weights: Option<&Path>, nih: &Path, out: &Path) -> Resul
         }
     }
     metrics.insert("test images".into(), test.len() as f64);
+    let abnormal = config
+        .outputs
+        .iter()
+        .position(|o| o == ABNORMAL)
+        .context("the image model has no abnormal output")?;
+    let abnormal_pairs: Vec<(f32, bool)> = scored
+        .iter()
+        .map(|s| (s[0][abnormal], s[2][abnormal] > 0.5))
+        .collect();
+    for (part, estimate) in by_source_resolution(&test, &abnormal_pairs) {
+        eprintln!(
+            "abnormal, {part} ({} images, {} abnormal): test ROC-AUC {estimate}",
+            estimate.images, estimate.positives
+        );
+        // The whole split's AUC is already in as "test roc-auc abnormal".
+        if let (Part::SourceResolution(_), Some(auc)) = (part, estimate.auc) {
+            metrics.insert(format!("test roc-auc abnormal, {part}"), auc);
+        }
+        if let Some((low, high)) = estimate.interval {
+            metrics.insert(format!("test roc-auc abnormal, {part}, 95% low"), low);
+            metrics.insert(format!("test roc-auc abnormal, {part}, 95% high"), high);
+        }
+    }
     let provenance = format!(
         "Image model of IntegraBNER: {}, {} {EXPORT_PROVENANCE}",
         encoder_provenance(&config.encoder),
@@ -482,17 +506,44 @@ pub fn run(command: ImageCommand) -> Result<u8> {
                 layout_training.validation_auc,
                 validation_auc
             );
-            md.push_str("| output | test positives | test ROC-AUC | threshold (validation) | test F1 |\n|---|---|---|---|---|\n");
+            let images_of = |name: &str| {
+                sets.iter()
+                    .find(|s| s.0 == name)
+                    .map(|s| s.1.clone())
+                    .with_context(|| format!("no {name} set"))
+            };
+            let test_images = images_of("test")?;
+            md.push_str("| output | test positives | test ROC-AUC (95 % interval, patients resampled) | threshold (validation) | test F1 |\n|---|---|---|---|---|\n");
             for (k, name) in outputs.iter().enumerate() {
                 let p = pairs(&test_p, test_y, k);
-                let positives = p.iter().filter(|x| x.1).count();
+                let estimate = AucEstimate::new(&test_images, &p);
                 let f1 = f1_at(&p, thresholds[k]);
-                let auc = roc_auc(&p).map_or("–".to_string(), |a| format!("{a:.3}"));
                 let _ = writeln!(
                     md,
-                    "| {name} | {positives} | {auc} | {:.2} | {f1:.3} |",
-                    thresholds[k]
+                    "| {name} | {} | {estimate} | {:.2} | {f1:.3} |",
+                    estimate.positives, thresholds[k]
                 );
+            }
+            let abnormal = outputs
+                .iter()
+                .position(|o| o == ABNORMAL)
+                .context("the outputs have no abnormal")?;
+            md.push_str("\nAbnormal vs normal ROC-AUC by source resolution (95 % interval; images / abnormal):\n\n");
+            for (i, (split, p, y)) in [("validation", &val_p, val_y), ("test", &test_p, test_y)]
+                .into_iter()
+                .enumerate()
+            {
+                let parts = by_source_resolution(&images_of(split)?, &pairs(p, y, abnormal));
+                if i == 0 {
+                    let names: Vec<String> = parts.iter().map(|(n, _)| n.to_string()).collect();
+                    let _ = writeln!(md, "| split | {} |", names.join(" | "));
+                    let _ = writeln!(md, "|---|{}", "---|".repeat(names.len()));
+                }
+                let cells: Vec<String> = parts
+                    .iter()
+                    .map(|(_, e)| format!("{e} ({} / {})", e.images, e.positives))
+                    .collect();
+                let _ = writeln!(md, "| {split} | {} |", cells.join(" | "));
             }
             std::fs::write(out.join("evaluation.md"), &md)?;
             println!("{md}");

@@ -6,6 +6,7 @@ mod export;
 mod fusion;
 mod image;
 mod ner;
+mod nih_eval;
 mod predict;
 mod report;
 mod source;

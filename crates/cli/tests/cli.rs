@@ -945,6 +945,11 @@ fn a_torchvision_resnet50_checkpoint_trains_exports_and_predicts() {
             .unwrap();
     assert_eq!(config["encoder"]["layers"], serde_json::json!([3, 4, 6, 3]));
     assert_eq!(config["encoder"]["classes"], 0);
+    let evaluation = std::fs::read_to_string(dir.path().join("run/evaluation.md")).unwrap();
+    assert!(
+        evaluation.contains("| split | all | 64-px source |"),
+        "{evaluation}"
+    );
 
     let bundle = dir.path().join("bundle");
     let export = bin()
@@ -965,6 +970,13 @@ fn a_torchvision_resnet50_checkpoint_trains_exports_and_predicts() {
         .as_str()
         .unwrap()
         .starts_with("Image model of IntegraBNER: ResNet-50"));
+    // Every generated image is a 64-px one: that part is the whole split.
+    let metric = |name: &str| manifest["metrics"][name].as_f64();
+    let auc = metric("test roc-auc abnormal").unwrap();
+    assert_eq!(metric("test roc-auc abnormal, 64-px source"), Some(auc));
+    let low = metric("test roc-auc abnormal, all, 95% low").unwrap();
+    let high = metric("test roc-auc abnormal, all, 95% high").unwrap();
+    assert!(low <= auc && auc <= high, "{low} {auc} {high}");
 
     let out = bin()
         .arg("predict")

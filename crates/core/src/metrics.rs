@@ -1,5 +1,5 @@
 //! Document-level multi-label metrics: per-concept counts, micro and macro
-//! precision / recall / F1.
+//! precision / recall / F1; ROC-AUC with a bootstrap interval.
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,6 +73,38 @@ pub fn roc_auc(pairs: &[(f32, bool)]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
 }
 
+/// The 95 % percentile-bootstrap interval of `roc_auc` over pairs that come
+/// in clusters (one patient's images): whole clusters are drawn with
+/// replacement, because a patient's images are not independent and counting
+/// them as such would make the interval too narrow. Draws that lack a class
+/// are left out; `None` when most draws do (or `resamples` is 0). `seed`
+/// makes the interval reproducible.
+pub fn roc_auc_interval(
+    clusters: &[Vec<(f32, bool)>],
+    resamples: usize,
+    seed: u64,
+) -> Option<(f64, f64)> {
+    if clusters.is_empty() {
+        return None;
+    }
+    let mut rng = crate::rng::SplitMix64::new(seed);
+    let mut aucs: Vec<f64> = (0..resamples)
+        .filter_map(|_| {
+            let drawn: Vec<(f32, bool)> = (0..clusters.len())
+                .flat_map(|_| &clusters[(rng.next_u64() % clusters.len() as u64) as usize])
+                .copied()
+                .collect();
+            roc_auc(&drawn)
+        })
+        .collect();
+    if aucs.is_empty() || aucs.len() * 2 < resamples {
+        return None;
+    }
+    aucs.sort_by(f64::total_cmp);
+    let at = |q: f64| aucs[((aucs.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.025), at(0.975)))
+}
+
 /// Accumulates gold and predicted label sets over documents.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MultiLabelEval {
@@ -129,6 +161,54 @@ impl MultiLabelEval {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` pairs whose scores overlap between the classes: positives at
+    /// i/n + 0.3, negatives at i/n.
+    fn overlapping(n: usize) -> Vec<(f32, bool)> {
+        (0..n)
+            .map(|i| {
+                let positive = i % 2 == 0;
+                (
+                    i as f32 / n as f32 + if positive { 0.3 } else { 0.0 },
+                    positive,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_bootstrap_interval_holds_the_estimate_and_narrows_with_data() {
+        let singles = |pairs: Vec<(f32, bool)>| -> Vec<Vec<(f32, bool)>> {
+            pairs.into_iter().map(|p| vec![p]).collect()
+        };
+        let small = singles(overlapping(40));
+        let auc = roc_auc(&overlapping(40)).unwrap();
+        let (low, high) = roc_auc_interval(&small, 500, 1).unwrap();
+        assert!(low < auc && auc < high, "{low} {auc} {high}");
+        assert_eq!(roc_auc_interval(&small, 500, 1), Some((low, high)));
+        let (big_low, big_high) = roc_auc_interval(&singles(overlapping(400)), 500, 1).unwrap();
+        assert!(big_high - big_low < (high - low) / 2.0);
+        // Perfectly separated classes stay separated in every draw.
+        let separated = singles(vec![(0.9, true), (0.8, true), (0.2, false), (0.1, false)]);
+        assert_eq!(roc_auc_interval(&separated, 200, 1), Some((1.0, 1.0)));
+        assert_eq!(roc_auc_interval(&singles(vec![(0.5, true)]), 200, 1), None);
+        assert_eq!(roc_auc_interval(&[], 200, 1), None);
+    }
+
+    #[test]
+    fn a_cluster_is_drawn_whole() {
+        // Five copies of each pair: as five independent pairs they look like
+        // five times the evidence; as one patient's five images they are not.
+        let pairs = overlapping(40);
+        let as_clusters: Vec<Vec<(f32, bool)>> = pairs.iter().map(|&p| vec![p; 5]).collect();
+        let as_singles: Vec<Vec<(f32, bool)>> =
+            pairs.iter().flat_map(|&p| vec![vec![p]; 5]).collect();
+        let width = |c: &[Vec<(f32, bool)>]| {
+            let (low, high) = roc_auc_interval(c, 500, 1).unwrap();
+            high - low
+        };
+        assert!(width(&as_clusters) > 1.5 * width(&as_singles));
+    }
 
     fn set(xs: &[&str]) -> BTreeSet<String> {
         xs.iter().map(|s| s.to_string()).collect()
