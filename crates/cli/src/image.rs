@@ -1,6 +1,8 @@
 //! `integrabner image`: image findings on NIH ChestX-ray14 with a frozen encoder.
 
-use crate::nih_eval::{by_source_resolution, AucEstimate, Part};
+use crate::nih_eval::{
+    abnormal_index, by_source_resolution, source_resolution_table, AucEstimate, Part,
+};
 use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -8,7 +10,7 @@ use integrabner_core::bundle::IMAGE_MODEL_FILES;
 use integrabner_core::calibration::{best_threshold, f1_at};
 use integrabner_core::image_input::decode;
 use integrabner_core::metrics::roc_auc;
-use integrabner_core::nih::{read_labels, NihImage, ABNORMAL};
+use integrabner_core::nih::{read_labels, NihImage};
 use integrabner_core::split::Split;
 use integrabner_models::efficientnet::EfficientNetConfig;
 use integrabner_models::encoder::EncoderConfig;
@@ -218,11 +220,7 @@ fn export(model: &Path, weights: Option<&Path>, nih: &Path, out: &Path) -> Resul
         }
     }
     metrics.insert("test images".into(), test.len() as f64);
-    let abnormal = config
-        .outputs
-        .iter()
-        .position(|o| o == ABNORMAL)
-        .context("the image model has no abnormal output")?;
+    let abnormal = abnormal_index(&config.outputs)?;
     let abnormal_pairs: Vec<(f32, bool)> = scored
         .iter()
         .map(|s| (s[0][abnormal], s[2][abnormal] > 0.5))
@@ -524,27 +522,16 @@ pub fn run(command: ImageCommand) -> Result<u8> {
                     estimate.positives, thresholds[k]
                 );
             }
-            let abnormal = outputs
-                .iter()
-                .position(|o| o == ABNORMAL)
-                .context("the outputs have no abnormal")?;
-            md.push_str("\nAbnormal vs normal ROC-AUC by source resolution (95 % interval; images / abnormal):\n\n");
-            for (i, (split, p, y)) in [("validation", &val_p, val_y), ("test", &test_p, test_y)]
+            let abnormal = abnormal_index(&outputs)?;
+            let by_split = [("validation", &val_p, val_y), ("test", &test_p, test_y)]
                 .into_iter()
-                .enumerate()
-            {
-                let parts = by_source_resolution(&images_of(split)?, &pairs(p, y, abnormal));
-                if i == 0 {
-                    let names: Vec<String> = parts.iter().map(|(n, _)| n.to_string()).collect();
-                    let _ = writeln!(md, "| split | {} |", names.join(" | "));
-                    let _ = writeln!(md, "|---|{}", "---|".repeat(names.len()));
-                }
-                let cells: Vec<String> = parts
-                    .iter()
-                    .map(|(_, e)| format!("{e} ({} / {})", e.images, e.positives))
-                    .collect();
-                let _ = writeln!(md, "| {split} | {} |", cells.join(" | "));
-            }
+                .map(|(split, p, y)| {
+                    let images = images_of(split)?;
+                    Ok((split, by_source_resolution(&images, &pairs(p, y, abnormal))))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            md.push_str("\nAbnormal vs normal ROC-AUC by source resolution (95 % interval; images / abnormal):\n\n");
+            md.push_str(&source_resolution_table(&by_split));
             std::fs::write(out.join("evaluation.md"), &md)?;
             println!("{md}");
             Ok(EXIT_OK)

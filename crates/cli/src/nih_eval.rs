@@ -4,7 +4,7 @@
 //! radiographs stored at 512 px, and a single number hides that).
 
 use integrabner_core::metrics::{roc_auc, roc_auc_interval};
-use integrabner_core::nih::NihImage;
+use integrabner_core::nih::{NihImage, ABNORMAL};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -95,6 +95,46 @@ pub fn by_source_resolution(
     out
 }
 
+/// Position of the `abnormal` score among a model's outputs.
+pub fn abnormal_index(outputs: &[String]) -> anyhow::Result<usize> {
+    outputs
+        .iter()
+        .position(|o| o == ABNORMAL)
+        .ok_or_else(|| anyhow::anyhow!("the image outputs have no {ABNORMAL}"))
+}
+
+/// A Markdown table of `by_source_resolution` results: a row per split, a
+/// column per part any split has ("–" where a split lacks it), each cell
+/// "AUC (interval) (images / positives)".
+pub fn source_resolution_table(splits: &[(&str, Vec<(Part, AucEstimate)>)]) -> String {
+    let mut columns: Vec<Part> = splits
+        .iter()
+        .flat_map(|(_, parts)| parts.iter().map(|(p, _)| *p))
+        .collect();
+    columns.sort_by_key(|p| match p {
+        Part::All => (0, std::cmp::Reverse(0)),
+        Part::SourceResolution(side) => (1, std::cmp::Reverse(*side)),
+    });
+    columns.dedup();
+    let names: Vec<String> = columns.iter().map(Part::to_string).collect();
+    let mut table = format!(
+        "| split | {} |\n|---|{}\n",
+        names.join(" | "),
+        "---|".repeat(columns.len())
+    );
+    for (split, parts) in splits {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match parts.iter().find(|(p, _)| p == c) {
+                Some((_, e)) => format!("{e} ({} / {})", e.images, e.positives),
+                None => "–".to_string(),
+            })
+            .collect();
+        table.push_str(&format!("| {split} | {} |\n", cells.join(" | ")));
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +173,24 @@ mod tests {
         let (low, high) = parts[0].1.interval.unwrap();
         assert!(low < parts[0].1.auc.unwrap() && parts[0].1.auc.unwrap() < high);
         assert_eq!(parts[1].1.to_string(), "1.000 (1.000–1.000)");
+    }
+
+    #[test]
+    fn the_table_has_a_column_for_every_part_of_any_split() {
+        let large = [image("1", 1024), image("2", 1024)];
+        let small = [image("3", 64), image("4", 64)];
+        let pairs = [(0.9, true), (0.1, false)];
+        let score =
+            |images: &[NihImage]| by_source_resolution(&images.iter().collect::<Vec<_>>(), &pairs);
+        let table =
+            source_resolution_table(&[("validation", score(&large)), ("test", score(&small))]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "| split | all | 1024-px source | 64-px source |");
+        assert_eq!(lines[1], "|---|---|---|---|");
+        assert!(lines[2].starts_with("| validation | 1.000"), "{table}");
+        assert!(lines[2].ends_with("(2 / 1) | – |"), "{table}");
+        assert!(lines[3].contains("| – | 1.000"), "{table}");
+        assert_eq!(abnormal_index(&["x".into(), ABNORMAL.into()]).unwrap(), 1);
+        assert!(abnormal_index(&["x".into()]).is_err());
     }
 }
