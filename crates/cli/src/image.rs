@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 pub enum ImageCommand {
     /// Train the image-findings heads on NIH ChestX-ray14 (one over a frozen
     /// encoder's features, one over the image's grey-level layout), then
-    /// score them on the test split.
+    /// score them on the test split: ROC-AUC with a 95 % bootstrap interval
+    /// (patients resampled), and abnormal vs normal also per source
+    /// resolution, on validation and test.
     ///
     /// Splits by patient (nih-split-v1: 0-6 train, 7 validation, 8-9 test).
     /// The layout head's weight is chosen on validation (0 drops it).
@@ -78,7 +80,9 @@ pub enum ImageCommand {
     /// Write a trained image model into the bundle: encoder and head in one
     /// GGUF (8-bit blocks, depthwise kernels f16), its config, and a
     /// manifest with the test-split ROC-AUC of the written model beside the
-    /// f32 model's, so that the quantization loss is on record.
+    /// f32 model's, so that the quantization loss is on record, and the
+    /// written model's abnormal-vs-normal AUC per source resolution with 95 %
+    /// bootstrap intervals (patients resampled).
     Export {
         /// The `image train` output.
         #[arg(long, default_value = "runs/image-efficientnet-lite0")]
