@@ -60,6 +60,24 @@ pub enum Part {
     SourceResolution(u32),
 }
 
+/// The order of a report's columns: all images first, then the larger
+/// sources before the smaller.
+impl Ord for Part {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let key = |p: &Part| match p {
+            Part::All => (0, std::cmp::Reverse(0)),
+            Part::SourceResolution(side) => (1, std::cmp::Reverse(*side)),
+        };
+        key(self).cmp(&key(other))
+    }
+}
+
+impl PartialOrd for Part {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// "all", "1024-px source", "64-px source".
 impl fmt::Display for Part {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,26 +89,26 @@ impl fmt::Display for Part {
 }
 
 /// The estimate over all `images`, then over each source resolution apart,
-/// largest first.
+/// in `Part` order.
 pub fn by_source_resolution(
     images: &[&NihImage],
     pairs: &[(f32, bool)],
 ) -> Vec<(Part, AucEstimate)> {
-    let mut resolutions: Vec<u32> = images.iter().map(|i| i.source_resolution).collect();
-    resolutions.sort_unstable_by(|a, b| b.cmp(a));
-    resolutions.dedup();
+    let mut parts: Vec<Part> = images
+        .iter()
+        .map(|i| Part::SourceResolution(i.source_resolution))
+        .collect();
+    parts.sort_unstable();
+    parts.dedup();
     let mut out = vec![(Part::All, AucEstimate::new(images, pairs))];
-    for resolution in resolutions {
-        let (part, part_pairs): (Vec<&NihImage>, Vec<(f32, bool)>) = images
+    for part in parts {
+        let (part_images, part_pairs): (Vec<&NihImage>, Vec<(f32, bool)>) = images
             .iter()
             .zip(pairs)
-            .filter(|(i, _)| i.source_resolution == resolution)
+            .filter(|(i, _)| part == Part::SourceResolution(i.source_resolution))
             .map(|(&i, &p)| (i, p))
             .unzip();
-        out.push((
-            Part::SourceResolution(resolution),
-            AucEstimate::new(&part, &part_pairs),
-        ));
+        out.push((part, AucEstimate::new(&part_images, &part_pairs)));
     }
     out
 }
@@ -111,10 +129,7 @@ pub fn source_resolution_table(splits: &[(&str, Vec<(Part, AucEstimate)>)]) -> S
         .iter()
         .flat_map(|(_, parts)| parts.iter().map(|(p, _)| *p))
         .collect();
-    columns.sort_by_key(|p| match p {
-        Part::All => (0, std::cmp::Reverse(0)),
-        Part::SourceResolution(side) => (1, std::cmp::Reverse(*side)),
-    });
+    columns.sort_unstable();
     columns.dedup();
     let names: Vec<String> = columns.iter().map(Part::to_string).collect();
     let mut table = format!(
