@@ -216,6 +216,8 @@ pub enum SessionError {
     Format { found: String },
     #[error("the session has no cases")]
     Empty,
+    #[error("the session has {0} cases; a session takes at most {max}", max = super::cases::MAX_CASES)]
+    TooManyCases(usize),
 }
 
 impl Session {
@@ -255,6 +257,17 @@ impl Session {
             serde_json::from_value(value).map_err(|e| SessionError::NotASession(e.to_string()))?;
         if session.cases.is_empty() {
             return Err(SessionError::Empty);
+        }
+        if session.cases.len() > super::cases::MAX_CASES {
+            return Err(SessionError::TooManyCases(session.cases.len()));
+        }
+        // A number beyond f32 (a score of 1e308) reads as infinity, which
+        // JSON cannot hold: saved, it would come back as null and the session
+        // would never load again. Take only what saves and loads unchanged.
+        if serde_json::from_str::<Self>(&session.to_json()).is_err() {
+            return Err(SessionError::NotASession(
+                "it holds a number out of range (a score, probability or time)".into(),
+            ));
         }
         session.current = session.current.min(session.cases.len() - 1);
         Ok(session)
@@ -669,6 +682,24 @@ pub(crate) mod tests {
         assert!(matches!(
             Session::from_json("{not json"),
             Err(SessionError::NotASession(_))
+        ));
+    }
+
+    #[test]
+    fn an_import_is_held_to_the_limits_of_a_new_session() {
+        let many: Vec<&str> = vec!["Cardiomegaly."; super::super::cases::MAX_CASES + 1];
+        let s = session_of(&many);
+        assert_eq!(
+            Session::from_json(&s.to_json()),
+            Err(SessionError::TooManyCases(501))
+        );
+        // A score beyond f32 reads as infinity, which would save as null.
+        let s = session_of(&["Cardiomegaly."]);
+        let huge = s.to_json().replacen("\"score\":1.0", "\"score\":1e308", 1);
+        assert_ne!(huge, s.to_json());
+        assert!(matches!(
+            Session::from_json(&huge),
+            Err(SessionError::NotASession(m)) if m.contains("out of range")
         ));
     }
 }

@@ -3,8 +3,10 @@
 
 mod eval;
 mod export;
+mod files;
 mod fusion;
 mod image;
+mod model_dir;
 mod ner;
 mod nih_eval;
 mod predict;
@@ -98,6 +100,10 @@ struct NerModels {
     /// Anatomy NER model directory (e.g. models/ner/anatomy); source `ner-anatomy`.
     #[arg(long)]
     ner_anatomy: Option<PathBuf>,
+    /// Load the NER model directories without checking their files against
+    /// their manifest.json (for a training output, which has none).
+    #[arg(long)]
+    unverified: bool,
 }
 
 impl NerModels {
@@ -108,8 +114,20 @@ impl NerModels {
             (&self.ner_anatomy, "ner-anatomy"),
         ] {
             if let Some(dir) = dir {
-                let model = NerModel::load(dir)
-                    .with_context(|| format!("cannot load the NER model in {}", dir.display()))?;
+                let trust = model_dir::Trust::from_flag(self.unverified);
+                trust.warn_if_unverified(dir);
+                let context = || format!("cannot load the NER model in {}", dir.display());
+                let model = match trust {
+                    model_dir::Trust::Unverified => NerModel::load(dir).with_context(context)?,
+                    model_dir::Trust::Manifest => {
+                        let [config, weights, tokenizer] = model_dir::read(
+                            dir,
+                            ["config.json", "model.gguf", "tokenizer.json"],
+                            trust,
+                        )?;
+                        NerModel::from_bytes(&config, &weights, &tokenizer).with_context(context)?
+                    }
+                };
                 models.push((model, source.to_string()));
             }
         }
@@ -198,8 +216,21 @@ enum Command {
     /// with a heat map) from --image-model or models/image; several views of
     /// one case count a finding at its largest probability.
     ///
+    /// Every model directory is checked before use as the browser checks the
+    /// bundle: each file against the directory's manifest.json (size and
+    /// SHA-256) and against the bundle's manifest.json one level up where
+    /// that lists it; a damaged, incomplete or unlisted model is refused
+    /// with the file named and nothing written, and so are weights holding
+    /// NaN or infinity. Inputs are read within limits (regular files only
+    /// for images and XML; SECURITY.md lists every limit).
+    ///
+    /// A JSONL input is read line by line as it is analysed (memory stays
+    /// flat for any number of lines); a line that is not UTF-8, not the
+    /// expected object or longer than the limit is skipped with its number.
+    ///
     /// Exit status: 0 all cases written, 3 some skipped (warnings on stderr),
-    /// 1 nothing could be done.
+    /// 1 nothing written (no case could be analysed, or a model or the input
+    /// was refused).
     Predict {
         input: Option<PathBuf>,
         #[arg(short, long)]
@@ -229,6 +260,11 @@ enum Command {
         /// score, and "abnormal" for a case with an image (for ROC curves).
         #[arg(long)]
         scores: bool,
+        /// Run model directories as they are, without checking every file
+        /// against their manifest.json (size and SHA-256): for a training
+        /// output, which has no manifest. A warning says so.
+        #[arg(long)]
+        unverified: bool,
     },
     /// Train or evaluate the BERT NER models (diseases, anatomy).
     #[command(subcommand)]
@@ -259,6 +295,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Libraries (candle) attach a backtrace to their errors whenever
+    // backtraces are enabled; an error message is one line naming the file
+    // and the fault unless the user asked for backtraces with RUST_BACKTRACE.
+    if !std::env::var("RUST_BACKTRACE").is_ok_and(|v| v != "0") {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -385,6 +427,7 @@ fn run(cli: Cli) -> Result<u8> {
             images,
             openi_images,
             scores,
+            unverified,
         } => predict::run(&predict::PredictOptions {
             input: input.as_deref(),
             output: output.as_deref(),
@@ -395,6 +438,7 @@ fn run(cli: Cli) -> Result<u8> {
             images: &images,
             openi_images: openi_images.as_deref(),
             scores,
+            trust: model_dir::Trust::from_flag(unverified),
         }),
         Command::Ner(command) => ner::run(command),
         Command::Report(command) => report::run(command),

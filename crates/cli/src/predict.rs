@@ -3,8 +3,11 @@
 //! `--openi-images` names where they are), JSONL lines of
 //! `{"id", "text"?, "image"?, "images"?}`, a text file, stdin, or images alone.
 
+use crate::files::{read_bounded, read_regular};
+use crate::model_dir::{self, Trust};
 use crate::{open_output, source, EXIT_OK, EXIT_PARTIAL};
 use anyhow::{bail, Context, Result};
+use integrabner_core::pipeline::MAX_REPORT_CHARS;
 use integrabner_core::RulePipeline;
 use integrabner_models::case::{analyse_case, Models};
 use integrabner_models::fusion::FusionTagger;
@@ -12,8 +15,15 @@ use integrabner_models::image_model::ImageTagger;
 use integrabner_models::report::ReportTagger;
 use integrabner_train::report::load_tagger;
 use serde::Deserialize;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+
+/// Largest report read from a file or stdin: the pipeline's character limit
+/// at UTF-8's widest, so that the pipeline, not the reader, says a report is
+/// too long.
+const MAX_REPORT_BYTES: u64 = 4 * MAX_REPORT_CHARS as u64;
+/// Longest JSONL line read: a report at its limit plus room for the rest.
+const MAX_JSONL_LINE_BYTES: u64 = MAX_REPORT_BYTES + 64 * 1024;
 
 /// One JSONL input line. Relative image paths are read from the JSONL file's
 /// directory.
@@ -43,6 +53,8 @@ pub struct PredictOptions<'a> {
     /// Where the OpenI images of an OpenI input are (either naming layout).
     pub openi_images: Option<&'a Path>,
     pub scores: bool,
+    /// Run model directories without checking them against a manifest.
+    pub trust: Trust,
 }
 
 /// Where `predict` looks for the models when not told.
@@ -63,56 +75,128 @@ fn model_dir(given: Option<&Path>, default: &str, flag: &str) -> Option<PathBuf>
     }
 }
 
-fn text_model(path: Option<&Path>, rules_only: bool) -> Result<Option<ReportTagger>> {
+fn text_model(path: Option<&Path>, rules_only: bool, trust: Trust) -> Result<Option<ReportTagger>> {
     if rules_only {
         return Ok(None);
     }
     let Some(dir) = model_dir(path, DEFAULT_TEXT_MODEL, "--text-model") else {
         return Ok(None);
     };
-    let tagger = load_tagger(&dir)
-        .with_context(|| format!("cannot load the report model in {}", dir.display()))?;
+    trust.warn_if_unverified(&dir);
+    let context = || format!("cannot load the report model in {}", dir.display());
+    let tagger = match trust {
+        // A training output may hold f32 safetensors instead of model.gguf.
+        Trust::Unverified => load_tagger(&dir).with_context(context)?,
+        Trust::Manifest => {
+            let [config, weights, tokenizer] =
+                model_dir::read(&dir, ["config.json", "model.gguf", "tokenizer.json"], trust)?;
+            ReportTagger::from_bytes(&config, &weights, &tokenizer).with_context(context)?
+        }
+    };
     Ok(Some(tagger))
 }
 
-/// `config.json` and `model.gguf` of a model directory.
-fn read_model(dir: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
-    let read = |name: &str| {
-        std::fs::read(dir.join(name))
-            .with_context(|| format!("cannot read {}/{name}", dir.display()))
-    };
-    Ok((read("config.json")?, read("model.gguf")?))
+/// `config.json` and `model.gguf` of a model directory, verified unless
+/// the user said otherwise.
+fn read_model(dir: &Path, trust: Trust) -> Result<[Vec<u8>; 2]> {
+    trust.warn_if_unverified(dir);
+    model_dir::read(dir, ["config.json", "model.gguf"], trust)
 }
 
-fn image_model(path: Option<&Path>) -> Result<Option<ImageTagger>> {
+fn image_model(path: Option<&Path>, trust: Trust) -> Result<Option<ImageTagger>> {
     let Some(dir) = model_dir(path, DEFAULT_IMAGE_MODEL, "--image-model") else {
         return Ok(None);
     };
-    let (config, weights) = read_model(&dir)?;
+    let [config, weights] = read_model(&dir, trust)?;
     let tagger = ImageTagger::from_bytes(&config, &weights)
         .with_context(|| format!("cannot load the image model in {}", dir.display()))?;
     Ok(Some(tagger))
 }
 
-fn fusion_model(path: Option<&Path>) -> Result<Option<FusionTagger>> {
+fn fusion_model(path: Option<&Path>, trust: Trust) -> Result<Option<FusionTagger>> {
     let Some(dir) = model_dir(path, DEFAULT_FUSION_MODEL, "--fusion-model") else {
         return Ok(None);
     };
-    let (config, weights) = read_model(&dir)?;
+    let [config, weights] = read_model(&dir, trust)?;
     let tagger = FusionTagger::from_bytes(&config, &weights)
         .with_context(|| format!("cannot load the fusion model in {}", dir.display()))?;
     Ok(Some(tagger))
 }
 
-/// A case before analysis: its images are paths until `emit` reads them.
+/// A case before analysis: its images are paths until they are analysed.
 struct Case {
     id: String,
     text: String,
     images: Vec<PathBuf>,
 }
 
+/// The cases of the input: listed up front (an OpenI corpus, one report),
+/// or a JSONL file read line by line while it is analysed, so that memory
+/// stays flat however many lines it has.
+enum Input {
+    Listed { cases: Vec<Case>, skipped: usize },
+    Jsonl { path: PathBuf, name: String },
+}
+
+/// Which models the cases call for.
+#[derive(Default)]
+struct Needs {
+    /// Some case has images: the image model.
+    images: bool,
+    /// Some case has a report and images: the fusion model.
+    both: bool,
+}
+
+impl Needs {
+    fn add(&mut self, case: &Case) {
+        self.images |= !case.images.is_empty();
+        self.both |= !case.images.is_empty() && !case.text.trim().is_empty();
+    }
+}
+
+impl Input {
+    /// What the cases need, known before anything is written: models are
+    /// loaded (and refused) before the first line of output. A JSONL file is
+    /// read once for this, keeping nothing; a stream (a named pipe) can be
+    /// read only once, so it gets every model there is.
+    fn needs(&self) -> Result<Needs> {
+        let mut needs = Needs::default();
+        match self {
+            Self::Listed { cases, .. } => cases.iter().for_each(|c| needs.add(c)),
+            Self::Jsonl { path, .. } if !path.is_file() => {
+                needs.images = true;
+                needs.both = true;
+            }
+            Self::Jsonl { path, name } => each_jsonl_case(path, name, |case| {
+                if let Ok(case) = case {
+                    needs.add(&case);
+                }
+                Ok(())
+            })?,
+        }
+        Ok(needs)
+    }
+
+    /// Calls `f` with every case in input order, or with the reason a line
+    /// is skipped; returns the inputs skipped before any case was read.
+    fn each(self, mut f: impl FnMut(Result<Case, String>) -> Result<()>) -> Result<usize> {
+        match self {
+            Self::Listed { cases, skipped } => {
+                for case in cases {
+                    f(Ok(case))?;
+                }
+                Ok(skipped)
+            }
+            Self::Jsonl { path, name } => {
+                each_jsonl_case(&path, &name, f)?;
+                Ok(0)
+            }
+        }
+    }
+}
+
 /// The cases of the input.
-fn read_cases(options: &PredictOptions) -> Result<(Vec<Case>, usize)> {
+fn read_input(options: &PredictOptions) -> Result<Input> {
     let name = options.input.map(|p| p.to_string_lossy().into_owned());
     let single = !options.images.is_empty() || options.openi_images.is_none();
     match (options.input, name.as_deref()) {
@@ -138,7 +222,10 @@ fn read_cases(options: &PredictOptions) -> Result<(Vec<Case>, usize)> {
                     images: files.views(&r.images),
                 })
                 .collect();
-            Ok((cases, corpus.skipped()))
+            Ok(Input::Listed {
+                cases,
+                skipped: corpus.skipped(),
+            })
         }
         (Some(path), Some(n)) if n.ends_with(".jsonl") => {
             if !single {
@@ -147,7 +234,10 @@ fn read_cases(options: &PredictOptions) -> Result<(Vec<Case>, usize)> {
             if !options.images.is_empty() {
                 bail!("--image belongs to a single report; in JSONL give each line \"image\" or \"images\"");
             }
-            read_jsonl(path, n)
+            Ok(Input::Jsonl {
+                path: path.to_path_buf(),
+                name: n.to_string(),
+            })
         }
         (input, n) => {
             if !single {
@@ -155,17 +245,23 @@ fn read_cases(options: &PredictOptions) -> Result<(Vec<Case>, usize)> {
             }
             let text = match (input, n) {
                 (Some(path), Some(n)) if n != "-" => {
-                    let bytes = std::fs::read(path).with_context(|| format!("cannot read {n}"))?;
+                    // A named pipe (`<(…)`) is a fine report file too; a
+                    // limit bounds what any stream can make us read.
+                    let bytes = if path.is_file() {
+                        read_regular(path, MAX_REPORT_BYTES)?
+                    } else {
+                        let file = std::fs::File::open(path)
+                            .with_context(|| format!("cannot read {n}"))?;
+                        read_bounded(file, MAX_REPORT_BYTES, n)?
+                    };
                     String::from_utf8(bytes).with_context(|| format!("{n} is not UTF-8 text"))?
                 }
                 // Images alone: no report to wait for on stdin.
                 (None, _) if !options.images.is_empty() => String::new(),
                 _ => {
-                    let mut text = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut text)
-                        .context("standard input is not UTF-8 text")?;
-                    text
+                    let bytes =
+                        read_bounded(std::io::stdin().lock(), MAX_REPORT_BYTES, "standard input")?;
+                    String::from_utf8(bytes).context("standard input is not UTF-8 text")?
                 }
             };
             let id = input
@@ -173,72 +269,108 @@ fn read_cases(options: &PredictOptions) -> Result<(Vec<Case>, usize)> {
                 .or(options.images.first().map(PathBuf::as_path))
                 .and_then(Path::file_stem)
                 .map_or("stdin".into(), |s| s.to_string_lossy().into_owned());
-            Ok((
-                vec![Case {
+            Ok(Input::Listed {
+                cases: vec![Case {
                     id,
                     text,
                     images: options.images.to_vec(),
                 }],
-                0,
-            ))
+                skipped: 0,
+            })
         }
     }
 }
 
-fn read_jsonl(path: &Path, n: &str) -> Result<(Vec<Case>, usize)> {
+/// One line of a JSONL file, at most `MAX_JSONL_LINE_BYTES` long.
+enum JsonlLine {
+    Text(String),
+    TooLong,
+    NotUtf8,
+}
+
+/// The next line of `reader` without its newline, or `None` at the end. An
+/// overlong line is read past in bounded pieces, never held whole.
+fn next_jsonl_line(reader: &mut impl BufRead) -> std::io::Result<Option<JsonlLine>> {
+    let mut bytes = Vec::new();
+    let n = std::io::Read::take(&mut *reader, MAX_JSONL_LINE_BYTES + 1)
+        .read_until(b'\n', &mut bytes)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    } else if bytes.len() as u64 > MAX_JSONL_LINE_BYTES {
+        reader.skip_until(b'\n')?;
+        return Ok(Some(JsonlLine::TooLong));
+    }
+    Ok(Some(match String::from_utf8(bytes) {
+        Ok(text) => JsonlLine::Text(text),
+        Err(_) => JsonlLine::NotUtf8,
+    }))
+}
+
+/// Calls `f` with the case of every non-blank line of the JSONL file `path`
+/// (shown as `n`), or with the reason the line is skipped. Relative image
+/// paths are read from the file's directory.
+fn each_jsonl_case(
+    path: &Path,
+    n: &str,
+    mut f: impl FnMut(Result<Case, String>) -> Result<()>,
+) -> Result<()> {
     let base = path.parent().unwrap_or(Path::new("."));
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {n}"))?;
-    let (mut cases, mut skipped) = (Vec::new(), 0);
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{n}: line {} is not readable text", i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<InputLine>(&line) {
-            Ok(l) => cases.push(Case {
-                id: l.id,
-                text: l.text.unwrap_or_default(),
-                images: l
-                    .image
-                    .into_iter()
-                    .chain(l.images)
-                    .map(|p| base.join(p))
-                    .collect(),
-            }),
-            Err(e) => {
-                eprintln!(
-                    "warning: {n}: line {}: expected {{\"id\": str, \"text\"?: str, \"image\"?: path, \"images\"?: [path]}} ({e}); skipped",
-                    i + 1
-                );
-                skipped += 1;
-            }
-        }
+    let mut reader = std::io::BufReader::new(file);
+    let mut number = 0;
+    while let Some(line) =
+        next_jsonl_line(&mut reader).with_context(|| format!("cannot read {n}"))?
+    {
+        number += 1;
+        let case = match line {
+            JsonlLine::TooLong => Err(format!(
+                "{n}: line {number} is longer than {MAX_JSONL_LINE_BYTES} bytes"
+            )),
+            JsonlLine::NotUtf8 => Err(format!("{n}: line {number} is not UTF-8 text")),
+            JsonlLine::Text(line) if line.trim().is_empty() => continue,
+            JsonlLine::Text(line) => serde_json::from_str::<InputLine>(&line)
+                .map(|l| Case {
+                    id: l.id,
+                    text: l.text.unwrap_or_default(),
+                    images: l
+                        .image
+                        .into_iter()
+                        .chain(l.images)
+                        .map(|p| base.join(p))
+                        .collect(),
+                })
+                .map_err(|e| {
+                    format!(
+                        "{n}: line {number}: expected {{\"id\": str, \"text\"?: str, \"image\"?: path, \"images\"?: [path]}} ({e})"
+                    )
+                }),
+        };
+        f(case)?;
     }
-    Ok((cases, skipped))
+    Ok(())
 }
 
 pub fn run(options: &PredictOptions) -> Result<u8> {
     let pipeline = RulePipeline::embedded();
-    let report = text_model(options.text_model, options.rules_only)?;
+    let report = text_model(options.text_model, options.rules_only, options.trust)?;
     if let Some(t) = &report {
         t.check_rules(&pipeline)?;
     }
-    let (cases, mut skipped) = read_cases(options)?;
-    let image = if cases.iter().any(|c| !c.images.is_empty()) {
-        image_model(options.image_model)?
+    let input = read_input(options)?;
+    let needs = input.needs()?;
+    let image = if needs.images {
+        image_model(options.image_model, options.trust)?
     } else {
         None
     };
     if let Some(t) = &image {
         t.check_rules(&pipeline)?;
     }
-    let fusion = if report.is_some()
-        && image.is_some()
-        && cases
-            .iter()
-            .any(|c| !c.images.is_empty() && !c.text.trim().is_empty())
-    {
-        fusion_model(options.fusion_model)?
+    let fusion = if report.is_some() && image.is_some() && needs.both {
+        fusion_model(options.fusion_model, options.trust)?
     } else {
         None
     };
@@ -252,26 +384,42 @@ pub fn run(options: &PredictOptions) -> Result<u8> {
         fusion: fusion.as_ref(),
     };
     let mut out = open_output(options.output)?;
-    for case in &cases {
-        let analysed = source::read_views(&case.images)
-            .and_then(|views| Ok(analyse_case(models, &case.id, &case.text, &views)?));
+    let (mut written, mut skipped) = (0usize, 0usize);
+    let skipped_before = input.each(|case| {
+        let analysed = case.map_err(anyhow::Error::msg).and_then(|case| {
+            let views =
+                source::read_views(&case.images).with_context(|| format!("case {}", case.id))?;
+            analyse_case(models, &case.id, &case.text, &views)
+                .with_context(|| format!("case {}", case.id))
+        });
         match analysed {
             Ok(mut a) => {
                 if let Some(note) = a.note {
-                    eprintln!("note: case {}: {note}", case.id);
+                    eprintln!("note: case {}: {note}", a.prediction.id);
                 }
                 if !options.scores {
                     a.prediction.scores.clear();
                 }
                 serde_json::to_writer(&mut out, &a.prediction)?;
                 out.write_all(b"\n")?;
+                written += 1;
             }
             Err(e) => {
-                eprintln!("warning: case {}: {e:#}; skipped", case.id);
+                eprintln!("warning: {e:#}; skipped");
                 skipped += 1;
             }
         }
-    }
+        Ok(())
+    })?;
     out.flush()?;
+    drop(out);
+    skipped += skipped_before;
+    if written == 0 {
+        if let Some(path) = options.output {
+            // Only the empty file this run created: no half-written output.
+            let _ = std::fs::remove_file(path);
+        }
+        bail!("nothing was written: no case of the input could be analysed ({skipped} skipped)");
+    }
     Ok(if skipped > 0 { EXIT_PARTIAL } else { EXIT_OK })
 }

@@ -1,8 +1,11 @@
 //! Reading OpenI from disk: a `.tgz`, a directory of XML files, or the CSV layout.
 
+use crate::files::{read_regular, walk};
 use anyhow::{bail, Context, Result};
-use integrabner_core::image_input::{decode, DynamicImage};
-use integrabner_core::openi::{read_csv, read_projections, read_tgz, Corpus, ImageRef, Projection};
+use integrabner_core::image_input::{decode, DynamicImage, MAX_IMAGE_BYTES};
+use integrabner_core::openi::{
+    read_csv, read_projections, read_tgz, Corpus, ImageRef, Projection, MAX_XML_BYTES,
+};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,15 +24,14 @@ pub fn load_corpus(path: &Path, projections: Option<&Path>) -> Result<Corpus> {
             .transpose()
     };
     if path.is_dir() {
-        let mut files: Vec<PathBuf> = walk_xml(path)?;
-        files.sort();
+        let files: Vec<PathBuf> = walk(path, "xml")?;
         if files.is_empty() {
             bail!("{name}: no .xml files in this directory");
         }
         for f in files {
-            match std::fs::read(&f) {
+            match read_regular(&f, MAX_XML_BYTES) {
                 Ok(bytes) => corpus.add_xml(&f.to_string_lossy(), &bytes),
-                Err(e) => corpus.skip(&f.to_string_lossy(), format!("unreadable: {e}")),
+                Err(e) => corpus.skip(&f.to_string_lossy(), format!("unreadable: {e:#}")),
             }
         }
     } else if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
@@ -65,19 +67,6 @@ pub fn load_corpus(path: &Path, projections: Option<&Path>) -> Result<Corpus> {
     }
     corpus.sort();
     Ok(corpus)
-}
-
-fn walk_xml(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            out.extend(walk_xml(&path)?);
-        } else if path.extension().is_some_and(|e| e == "xml") {
-            out.push(path);
-        }
-    }
-    Ok(out)
 }
 
 /// The OpenI images a user has, by their OpenI key (`IM-0001-4001`), so that
@@ -124,12 +113,13 @@ impl OpenIImages {
     }
 }
 
-/// Reads and decodes image files (a case's views).
+/// Reads and decodes image files (a case's views): regular files of at
+/// most `MAX_IMAGE_BYTES`, checked before they are read.
 pub fn read_views(paths: &[PathBuf]) -> Result<Vec<DynamicImage>> {
     paths
         .iter()
         .map(|p| {
-            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let bytes = read_regular(p, MAX_IMAGE_BYTES as u64)?;
             decode(&bytes).with_context(|| format!("{}", p.display()))
         })
         .collect()

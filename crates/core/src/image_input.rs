@@ -1,6 +1,9 @@
 //! Decoding radiographs safely: PNG and JPEG (8- or 16-bit greyscale, RGB),
-//! with limits checked from the header before any pixel memory is allocated.
-//! The same code runs in the CLI and in the browser worker.
+//! with limits checked from the header before any pixel memory is allocated,
+//! and pictures that cannot be radiographs (a few pixels, one flat grey, a
+//! JPEG cut short) refused rather than analysed: findings coded from them
+//! would be noise that looks like an answer. The same code runs in the CLI
+//! and in the browser worker.
 
 pub use image::DynamicImage;
 use image::{ImageReader, Limits};
@@ -12,6 +15,11 @@ pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 /// format in use (the largest detectors are about 4,300 × 4,300), and the
 /// decoded RGBA buffer (256 MB) still fits a browser tab.
 pub const MAX_IMAGE_PIXELS: u64 = 64_000_000;
+/// Shortest side accepted, in pixels: NIH's smallest copies are 64 px.
+pub const MIN_IMAGE_SIDE: u32 = 32;
+/// Fewest grey levels between the 1st and 99th percentile of a picture that
+/// is accepted: a radiograph spans most of the range, a blank picture none.
+pub const MIN_GREY_RANGE: u8 = 16;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ImageInputError {
@@ -27,6 +35,12 @@ pub enum ImageInputError {
     TooManyPixels { width: u32, height: u32 },
     #[error("the image is damaged and cannot be decoded: {0}")]
     Corrupt(String),
+    #[error("the image is {width} × {height} pixels; a radiograph has at least {MIN_IMAGE_SIDE} on each side")]
+    TooSmall { width: u32, height: u32 },
+    #[error("the image is almost uniform (98 % of it lies between grey levels {low} and {high} of 255): not a radiograph")]
+    Uniform { low: u8, high: u8 },
+    #[error("the JPEG ends before its image data does (the file was cut short)")]
+    Truncated,
 }
 
 fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ImageInputError> {
@@ -52,19 +66,65 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageInputError> {
         .map_err(|e| ImageInputError::Corrupt(e.to_string()))
 }
 
-/// Decodes the whole image after checking its size against the limits.
+/// Decodes the whole image after checking its size against the limits, and
+/// refuses pictures that cannot be radiographs.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageInputError> {
     let (width, height) = dimensions(bytes)?;
     if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
         return Err(ImageInputError::TooManyPixels { width, height });
     }
+    if width.min(height) < MIN_IMAGE_SIDE {
+        return Err(ImageInputError::TooSmall { width, height });
+    }
+    let mut reader = reader(bytes)?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        return Err(ImageInputError::Truncated);
+    }
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
-    let mut reader = reader(bytes)?;
     reader.limits(limits);
-    reader
+    let image = reader
         .decode()
-        .map_err(|e| ImageInputError::Corrupt(e.to_string()))
+        .map_err(|e| ImageInputError::Corrupt(e.to_string()))?;
+    let (low, high) = grey_range(&image);
+    if high - low < MIN_GREY_RANGE {
+        return Err(ImageInputError::Uniform { low, high });
+    }
+    Ok(image)
+}
+
+/// Whether the JPEG's last scan is followed by its end-of-image marker. A
+/// file cut short would still decode, its missing part filled in grey.
+/// (Inside entropy-coded data a 0xFF byte is always followed by 0x00 or a
+/// restart marker, so neither marker can appear there by chance.)
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let marker = |code: u8| move |w: &[u8]| w == [0xFF, code];
+    let Some(last_scan) = bytes.windows(2).rposition(marker(0xDA)) else {
+        return false;
+    };
+    bytes[last_scan..].windows(2).any(marker(0xD9))
+}
+
+/// The levels below which 1 % and 99 % of the picture's grey values lie,
+/// measured on a copy of at most 256 px a side.
+fn grey_range(image: &DynamicImage) -> (u8, u8) {
+    let grey = image.thumbnail(256, 256).to_luma8();
+    let mut histogram = [0usize; 256];
+    for p in grey.pixels() {
+        histogram[usize::from(p[0])] += 1;
+    }
+    let n = grey.pixels().len();
+    let level_below = |percent: usize| {
+        let mut seen = 0;
+        histogram
+            .iter()
+            .position(|&count| {
+                seen += count;
+                seen * 100 > n * percent
+            })
+            .map_or(u8::MAX, |level| level as u8)
+    };
+    (level_below(1), level_below(99))
 }
 
 /// How a picture is fitted into an image encoder's square input.
@@ -196,8 +256,8 @@ mod tests {
 
     #[test]
     fn a_greyscale_png_decodes() {
-        let img = decode(&png(40, 30)).unwrap();
-        assert_eq!((img.width(), img.height()), (40, 30));
+        let img = decode(&png(40, 32)).unwrap();
+        assert_eq!((img.width(), img.height()), (40, 32));
     }
 
     #[test]
@@ -221,5 +281,43 @@ mod tests {
             ImageInputError::UnknownFormat
         );
         assert_eq!(decode(b"").unwrap_err(), ImageInputError::Empty);
+    }
+
+    fn jpeg_of(img: &GrayImage) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn pictures_that_cannot_be_radiographs_are_refused() {
+        assert_eq!(
+            decode(&png(1, 1)).unwrap_err(),
+            ImageInputError::TooSmall {
+                width: 1,
+                height: 1
+            }
+        );
+        let flat = |level: u8| {
+            let img = GrayImage::from_pixel(512, 512, Luma([level]));
+            let mut out = Cursor::new(Vec::new());
+            img.write_to(&mut out, ImageFormat::Png).unwrap();
+            out.into_inner()
+        };
+        assert_eq!(
+            decode(&flat(0)).unwrap_err(),
+            ImageInputError::Uniform { low: 0, high: 0 }
+        );
+        assert!(matches!(
+            decode(&flat(200)),
+            Err(ImageInputError::Uniform { .. })
+        ));
+        let gradient = GrayImage::from_fn(64, 64, |x, y| Luma([((x + y) * 2) as u8]));
+        let jpeg = jpeg_of(&gradient);
+        assert!(decode(&jpeg).is_ok());
+        assert_eq!(
+            decode(&jpeg[..jpeg.len() * 3 / 4]).unwrap_err(),
+            ImageInputError::Truncated
+        );
     }
 }

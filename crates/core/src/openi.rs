@@ -2,11 +2,25 @@
 //! original XML (`ecgen-radiology/<n>.xml`, loose or in a `.tgz`) or from the
 //! CSV layout (`indiana_reports.csv` + `indiana_projections.csv`).
 //!
-//! Parsing never panics: every bad file becomes a `Problem` naming it.
+//! Parsing never panics: every bad file becomes a `Problem` naming it. Input
+//! is bounded before it is parsed: a report's bytes (`MAX_XML_BYTES`), its
+//! element nesting (`MAX_XML_DEPTH`) and nodes (`MAX_XML_NODES`), and what a
+//! `.tgz` may inflate to (`MAX_ARCHIVE_INFLATED_BYTES`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
+
+/// Largest OpenI XML report read, in bytes (OpenI's are about 3 KB).
+pub const MAX_XML_BYTES: u64 = 4 * 1024 * 1024;
+/// Deepest element nesting parsed (OpenI's is 6): deeper files are refused
+/// before a tree is built.
+pub const MAX_XML_DEPTH: usize = 64;
+/// Most XML nodes (elements, text, attributes' owners) built for one report.
+pub const MAX_XML_NODES: u32 = 200_000;
+/// Most bytes a `.tgz` is inflated to; the entries after that point are
+/// skipped with a problem (NLMCXR_reports.tgz inflates to about 30 MB).
+pub const MAX_ARCHIVE_INFLATED_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// A MeSH term of the coding: `Opacity/lung/upper lobe/right/streaky` is heading
 /// `Opacity` with qualifiers `lung`, `upper lobe`, `right`, `streaky`.
@@ -179,9 +193,78 @@ impl Corpus {
     }
 }
 
+/// Whether elements in `xml` nest deeper than `limit`, found in one pass
+/// over the bytes without building a tree (a deep tree is what overflows a
+/// parser's stack). Comments, CDATA, processing instructions and
+/// declarations are skipped; quoted attribute values may hold `>`.
+fn nests_deeper_than(xml: &str, limit: usize) -> bool {
+    let b = xml.as_bytes();
+    // The index just past the next `pattern` at or after `from`, or the end.
+    let past = |from: usize, pattern: &[u8]| {
+        b[from.min(b.len())..]
+            .windows(pattern.len())
+            .position(|w| w == pattern)
+            .map_or(b.len(), |p| from + p + pattern.len())
+    };
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(offset) = b[i..].iter().position(|&c| c == b'<') {
+        i += offset + 1;
+        let rest = &b[i..];
+        if rest.starts_with(b"!--") {
+            i = past(i, b"-->");
+        } else if rest.starts_with(b"![CDATA[") {
+            i = past(i, b"]]>");
+        } else if rest.starts_with(b"?") {
+            i = past(i, b"?>");
+        } else if rest.starts_with(b"!") {
+            i = past(i, b">");
+        } else if rest.starts_with(b"/") {
+            depth = depth.saturating_sub(1);
+            i = past(i, b">");
+        } else {
+            let (mut quote, mut last) = (None, 0u8);
+            while let Some(&c) = b.get(i) {
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    Some(_) => {}
+                    None if c == b'"' || c == b'\'' => quote = Some(c),
+                    None if c == b'>' => break,
+                    None => {}
+                }
+                last = c;
+                i += 1;
+            }
+            if last != b'/' {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 /// Parses one OpenI XML report.
 pub fn parse_report_xml(xml: &str) -> Result<Report, String> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("malformed XML: {e}"))?;
+    if xml.len() as u64 > MAX_XML_BYTES {
+        return Err(format!(
+            "{} bytes of XML; at most {MAX_XML_BYTES} are read for one report",
+            xml.len()
+        ));
+    }
+    if nests_deeper_than(xml, MAX_XML_DEPTH) {
+        return Err(format!(
+            "elements nest deeper than {MAX_XML_DEPTH} levels; not an OpenI report"
+        ));
+    }
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: MAX_XML_NODES,
+    };
+    let doc = roxmltree::Document::parse_with_options(xml, options)
+        .map_err(|e| format!("malformed XML: {e}"))?;
     let root = doc.root_element();
     let id = root
         .descendants()
@@ -256,19 +339,76 @@ fn clean(s: &str) -> Option<String> {
     (!joined.is_empty()).then_some(joined)
 }
 
-/// Reads every `*.xml` entry of a gzip-compressed tar archive.
+/// A reader that fails once more than `left` bytes have come through it.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other(format!(
+                "the archive inflates to more than {} bytes",
+                self.limit
+            )));
+        }
+        let n = self.inner.read(buf)?;
+        self.left = self.left.saturating_sub(n as u64);
+        Ok(n)
+    }
+}
+
+/// Reads every `*.xml` entry of a gzip-compressed tar archive. An entry
+/// larger than `MAX_XML_BYTES` is skipped unread (its size is in its
+/// header); an archive that breaks off or inflates past
+/// `MAX_ARCHIVE_INFLATED_BYTES` keeps the reports read before that point,
+/// with a problem naming where it stopped. An archive that cannot be read at
+/// all is an error.
 pub fn read_tgz<R: Read>(reader: R, corpus: &mut Corpus) -> Result<(), String> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    read_tgz_within(reader, corpus, MAX_ARCHIVE_INFLATED_BYTES)
+}
+
+fn read_tgz_within<R: Read>(reader: R, corpus: &mut Corpus, limit: u64) -> Result<(), String> {
+    let inflated = Bounded {
+        inner: flate2::read::GzDecoder::new(reader),
+        left: limit,
+        limit,
+    };
+    let mut archive = tar::Archive::new(inflated);
     let entries = archive
         .entries()
         .map_err(|e| format!("not a readable .tgz: {e}"))?;
+    let mut last_name = None;
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("damaged .tgz: {e}"))?;
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => match last_name {
+                None => return Err(format!("not a readable .tgz: {e}")),
+                Some(after) => {
+                    corpus.skip(
+                        "<rest of the archive>",
+                        format!("unreadable after {after}: {e}"),
+                    );
+                    break;
+                }
+            },
+        };
         let name = entry
             .path()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "<unnamed entry>".to_string());
+        last_name = Some(name.clone());
         if !name.ends_with(".xml") {
+            continue;
+        }
+        let size = entry.size();
+        if size > MAX_XML_BYTES {
+            corpus.skip(
+                &name,
+                format!("{size} bytes of XML; at most {MAX_XML_BYTES} are read for one report"),
+            );
             continue;
         }
         let mut bytes = Vec::new();
@@ -424,6 +564,57 @@ mod tests {
         );
         assert!(!MeshTerm::parse("normal").unwrap().is_finding());
         assert!(MeshTerm::parse(" ").is_none());
+    }
+
+    #[test]
+    fn nesting_is_measured_past_comments_cdata_and_quoted_brackets() {
+        let flat = r#"<?xml version="1.0"?><!-- <a><b><c> --><r x="<a>" y='/>'><e/><e/><![CDATA[<a><a>]]></r>"#;
+        assert!(!nests_deeper_than(flat, 1));
+        assert!(nests_deeper_than("<a><b><c/></b></a>", 1));
+        assert!(!nests_deeper_than("<a><b><c/></b></a>", 2));
+        assert!(!nests_deeper_than("<a></a><b></b><c></c>", 1));
+        let deep = "<a>".repeat(MAX_XML_DEPTH + 1);
+        assert!(nests_deeper_than(&deep, MAX_XML_DEPTH));
+        assert!(!nests_deeper_than(
+            &"<a>".repeat(MAX_XML_DEPTH),
+            MAX_XML_DEPTH
+        ));
+    }
+
+    #[test]
+    fn an_archive_that_inflates_past_its_limit_keeps_what_came_before() {
+        let report = |id: &str| {
+            format!(
+                r#"<eCitation><IUXRId id="{id}"/><AbstractText Label="FINDINGS">Clear.</AbstractText></eCitation>{}"#,
+                " ".repeat(3000)
+            )
+        };
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for id in ["1", "2", "3", "4"] {
+            let bytes = report(id).into_bytes();
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, format!("{id}.xml"), bytes.as_slice())
+                .unwrap();
+        }
+        let archive = builder.into_inner().unwrap().finish().unwrap();
+        let mut corpus = Corpus::default();
+        read_tgz_within(archive.as_slice(), &mut corpus, 8_000).unwrap();
+        let ids: Vec<&str> = corpus.reports.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2"]);
+        let last = corpus.problems.last().unwrap();
+        assert_eq!(last.file, "<rest of the archive>");
+        assert!(
+            last.message.contains("inflates to more than 8000 bytes"),
+            "{}",
+            last.message
+        );
     }
 
     #[test]

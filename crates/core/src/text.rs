@@ -24,9 +24,21 @@ pub struct Token {
     pub norm: String,
 }
 
+/// Characters that are invisible inside a word: a soft hyphen (where a word
+/// processor may break a line), zero-width space, (non-)joiner, word joiner
+/// and byte-order mark. Inside a word they stay in its offsets and leave its
+/// normalized form, so that `pneu\u{AD}mothorax` is found as `pneumothorax`.
+pub fn is_invisible_in_word(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}' | '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}'
+    )
+}
+
 /// Splits text into word and punctuation tokens. Whitespace separates tokens
-/// and is dropped; a word keeps an inner `'` (`patient's`) and an inner `.`
-/// between digits (`4.9`).
+/// and is dropped; a word keeps an inner `'` (`patient's`), an inner `.`
+/// between digits (`4.9`) and invisible characters between letters
+/// ([`is_invisible_in_word`]).
 pub fn tokenize(text: &str) -> Vec<Token> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let byte_at = |i: usize| chars.get(i).map_or(text.len(), |&(b, _)| b);
@@ -45,6 +57,10 @@ pub fn tokenize(text: &str) -> Vec<Token> {
                 let c = chars[i].1;
                 let next_alnum = chars.get(i + 1).is_some_and(|&(_, n)| n.is_alphanumeric());
                 let inner = match c {
+                    c if is_invisible_in_word(c) => chars[i + 1..]
+                        .iter()
+                        .find(|&&(_, n)| !is_invisible_in_word(n))
+                        .is_some_and(|&(_, n)| n.is_alphanumeric()),
                     '\'' | '\u{2019}' => next_alnum && chars[i - 1].1.is_alphabetic(),
                     '.' | ',' => {
                         chars[i - 1].1.is_ascii_digit()
@@ -163,6 +179,7 @@ const NOT_PLURAL: &[&str] = &[
 pub fn normalize_word(word: &str) -> String {
     let lower: String = word
         .chars()
+        .filter(|&c| !is_invisible_in_word(c))
         .map(|c| if c == '\u{2019}' { '\'' } else { c })
         .flat_map(char::to_lowercase)
         .collect();
@@ -267,6 +284,19 @@ fn is_abbreviation_dot(tokens: &[Token], dot: usize, sentence_start: usize) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_characters_inside_a_word_keep_it_whole() {
+        let text = "pneu\u{AD}mothorax, effu\u{200B}\u{2060}sion\u{200B} x\u{AD}";
+        let toks = tokenize(text);
+        let norms: Vec<_> = toks.iter().map(|t| t.norm.as_str()).collect();
+        assert_eq!(
+            norms,
+            ["pneumothorax", ",", "effusion", "\u{200B}", "x", "\u{AD}"]
+        );
+        assert_eq!(&text[toks[0].bytes.clone()], "pneu\u{AD}mothorax");
+        assert_eq!(toks[0].chars, 0..13);
+    }
 
     #[test]
     fn offsets_are_char_indices() {

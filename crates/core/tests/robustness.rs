@@ -91,3 +91,21 @@ fn output_serializes_in_the_documented_shape() {
     let keys: Vec<&str> = e.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     assert_eq!(keys.len(), 8, "{keys:?}");
 }
+
+#[test]
+fn every_nih_radiograph_passes_the_plausibility_checks() {
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nih-cxr");
+    let mut checked = 0;
+    for dir in ["images", "images-64"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            if let Err(e) = integrabner_core::image_input::decode(&bytes) {
+                panic!("{}: {e}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 800, "{checked} images");
+}

@@ -66,7 +66,23 @@ pub fn to_gguf(tensors: &HashMap<String, Tensor>, metadata: &[(&str, String)]) -
     Ok(out.into_inner())
 }
 
-/// All tensors of a GGUF file, dequantized to f32, and its string metadata.
+/// Refuses a tensor with a NaN or an infinity: damaged weights would give
+/// plausible-looking wrong outputs instead of an error. The sum is finite
+/// exactly when every value is and their total stays within f32's range,
+/// which trained weights never come near; it needs no copy of the tensor.
+pub fn check_finite(name: &str, tensor: &Tensor) -> Result<()> {
+    let sum = tensor.to_dtype(candle_core::DType::F32)?.sum_all()?;
+    if sum.to_scalar::<f32>()?.is_finite() {
+        Ok(())
+    } else {
+        Err(candle_core::Error::Msg(format!(
+            "tensor {name} holds a NaN or an infinity; the weights are damaged"
+        )))
+    }
+}
+
+/// All tensors of a GGUF file, dequantized to f32 and checked to be finite,
+/// and its string metadata.
 pub fn from_gguf(
     bytes: &[u8],
     device: &Device,
@@ -90,6 +106,7 @@ pub fn from_gguf(
                 .map_err(|_| candle_core::Error::Msg(format!("{name}: bad shape {shape}")))?;
             t = t.reshape(dims)?;
         }
+        check_finite(name, &t)?;
         tensors.insert(name.clone(), t);
     }
     let metadata = content
@@ -128,6 +145,34 @@ mod tests {
         let err = crate::max_abs_difference(&back["w"], &matrix).unwrap();
         assert!(err < 0.05);
         assert_eq!(back["w"].dtype(), DType::F32);
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_at_load() {
+        let device = Device::Cpu;
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut values = vec![0.5f32; 8];
+            values[3] = bad;
+            let tensors = HashMap::from([
+                (
+                    "head.bias".to_string(),
+                    Tensor::new(values, &device).unwrap(),
+                ),
+                (
+                    "w".to_string(),
+                    Tensor::ones((2, 32), DType::F32, &device).unwrap(),
+                ),
+            ]);
+            let err = from_gguf(&to_gguf(&tensors, &[]).unwrap(), &device)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(err.to_string().contains("head.bias"), "{err}");
+        }
+        let fine = HashMap::from([(
+            "b".to_string(),
+            Tensor::new(&[1e30f32, -1e30, 3.0], &device).unwrap(),
+        )]);
+        assert!(from_gguf(&to_gguf(&fine, &[]).unwrap(), &device).is_ok());
     }
 
     #[test]

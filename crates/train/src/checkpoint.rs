@@ -105,14 +105,12 @@ pub fn load_tensors(dir: &Path, device: &Device) -> Result<HashMap<String, Tenso
     let safetensors = dir.join("model.safetensors");
     let pth = dir.join("pytorch_model.bin");
     let gguf = dir.join("model.gguf");
-    let raw: Vec<(String, Tensor)> = if gguf.exists() {
+    if gguf.exists() {
         let bytes =
             std::fs::read(&gguf).with_context(|| format!("cannot read {}", gguf.display()))?;
-        integrabner_models::quantized::from_gguf(&bytes, device)?
-            .0
-            .into_iter()
-            .collect()
-    } else if safetensors.exists() {
+        return tensors_from_gguf(&bytes, device);
+    }
+    let raw: Vec<(String, Tensor)> = if safetensors.exists() {
         candle_core::safetensors::load(&safetensors, device)
             .with_context(|| format!("cannot read {}", safetensors.display()))?
             .into_iter()
@@ -126,10 +124,30 @@ pub fn load_tensors(dir: &Path, device: &Device) -> Result<HashMap<String, Tenso
             dir.display()
         );
     };
+    normalized(raw, device)
+}
+
+/// The tensors of GGUF bytes (a shipped model's `model.gguf`), named as
+/// `load_tensors` names them.
+pub fn tensors_from_gguf(bytes: &[u8], device: &Device) -> Result<HashMap<String, Tensor>> {
+    normalized(
+        integrabner_models::quantized::from_gguf(bytes, device)?.0,
+        device,
+    )
+}
+
+/// Tensors under their normalized names, as f32 on `device`, each checked
+/// to be finite.
+fn normalized(
+    raw: impl IntoIterator<Item = (String, Tensor)>,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let mut tensors = HashMap::new();
     for (name, tensor) in raw {
         if let Some(name) = normalize_name(&name) {
-            tensors.insert(name, tensor.to_dtype(DType::F32)?.to_device(device)?);
+            let tensor = tensor.to_dtype(DType::F32)?.to_device(device)?;
+            integrabner_models::quantized::check_finite(&name, &tensor)?;
+            tensors.insert(name, tensor);
         }
     }
     Ok(tensors)

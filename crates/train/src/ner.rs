@@ -164,12 +164,34 @@ impl NerModel {
     /// `tokenizer.json` or `vocab.txt`).
     pub fn load(dir: &Path) -> Result<Self> {
         let device = Device::Cpu;
-        let config = load_config(dir)?;
         let tensors = checkpoint::load_tensors(dir, &device)?;
+        Self::from_parts(load_config(dir)?, tensors, checkpoint::load_tokenizer(dir)?)
+    }
+
+    /// Loads a shipped model from its files' bytes (`config.json`,
+    /// `model.gguf`, `tokenizer.json`), once the caller has verified them.
+    pub fn from_bytes(
+        config_json: &[u8],
+        weights_gguf: &[u8],
+        tokenizer_json: &[u8],
+    ) -> Result<Self> {
+        let config = serde_json::from_slice(config_json)
+            .context("config.json is not a token-classifier config")?;
+        let tensors = checkpoint::tensors_from_gguf(weights_gguf, &Device::Cpu)?;
+        let tokenizer = BertTokenizer::from_tokenizer_json(tokenizer_json)?;
+        Self::from_parts(config, tensors, tokenizer)
+    }
+
+    fn from_parts(
+        config: TokenClassifierConfig,
+        tensors: HashMap<String, Tensor>,
+        tokenizer: BertTokenizer,
+    ) -> Result<Self> {
+        let device = Device::Cpu;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         Ok(Self {
             model: TokenClassifier::load(vb, &config)?,
-            tokenizer: checkpoint::load_tokenizer(dir)?,
+            tokenizer,
             config,
             device,
         })
