@@ -59,6 +59,12 @@ fn App() -> impl IntoView {
             state.notice.set(Some(msg.into()));
             return;
         }
+        if let Some((_, _, name)) = state.pending_image.get_untracked() {
+            state.notice.set(Some(format!(
+                "{name} is still being checked; press Analyze again when it is shown."
+            )));
+            return;
+        }
         match state.phase.get_untracked() {
             Phase::Ready => {}
             Phase::Busy => return,
@@ -145,6 +151,7 @@ fn App() -> impl IntoView {
                     </button>
                     <kbd>"Ctrl"</kbd>"+"<kbd>"Enter"</kbd>
                 </div>
+                <p id="analysis-inputs" class="note">{move || state.analysis_inputs(&report.get())}</p>
                 <p id="notice" role="alert" class="notice" hidden=move || state.notice.get().is_none()>
                     {move || state.notice.get().unwrap_or_default()}
                 </p>

@@ -120,16 +120,58 @@ impl AppState {
         );
     }
 
+    /// A refused report or image. Nothing from before it stays on screen as
+    /// if it answered the new input: a refused report clears the result; a
+    /// refused image also unloads the X-ray that was shown before it (the
+    /// user meant to replace it, so Analyze must not quietly use it) and
+    /// the result computed on that X-ray, and the notice says so.
     pub fn request_failed(&self, request: Option<u32>, message: &str) {
+        let mut notice = capitalized(message);
         let image = self.pending_image.get_untracked();
-        if let Some((_, url, _)) = image.filter(|(r, _, _)| Some(*r) == request) {
+        if let Some((_, url, name)) = image.filter(|(r, _, _)| Some(*r) == request) {
             let _ = web_sys::Url::revoke_object_url(&url);
             self.pending_image.set(None);
+            notice = format!("{name}: {notice}");
+            if let Some(old) = self.image.get_untracked() {
+                let _ = web_sys::Url::revoke_object_url(&old.url);
+                self.image.set(None);
+                notice.push_str(&format!(
+                    " The X-ray shown before ({}) was removed, so Analyze will not use it.",
+                    old.name
+                ));
+                self.clear_result();
+            }
         }
         if self.pending.get_untracked().map(|(r, _)| r) == request {
             self.set_phase(Phase::Ready, "Models ready");
+            self.clear_result();
         }
-        self.notice.set(Some(capitalized(message)));
+        self.notice.set(Some(notice));
+    }
+
+    fn clear_result(&self) {
+        self.result.set(None);
+        self.heat_map.set(None);
+    }
+
+    /// What Analyze will read, in words: shown beside the button, so that
+    /// which X-ray (if any) goes with the report is never a guess.
+    pub fn analysis_inputs(&self, report: &str) -> String {
+        let image_model = self.bundle.get().is_none_or(|b| b.image_model);
+        let image = self.image.get().map(|i| i.name).filter(|_| image_model);
+        let text = !report.trim().is_empty();
+        let mut line = match (text, image) {
+            (true, Some(name)) => format!("Analyze reads the report and the X-ray {name}."),
+            (true, None) => "Analyze reads the report; no X-ray is loaded.".to_string(),
+            (false, Some(name)) => format!("Analyze reads the X-ray {name} alone."),
+            (false, None) => {
+                "Nothing to analyse yet: type a report or choose an X-ray.".to_string()
+            }
+        };
+        if let Some((_, _, name)) = self.pending_image.get() {
+            line.push_str(&format!(" {name} is being checked."));
+        }
+        line
     }
 
     pub fn image_checked(&self, request: u32, width: u32, height: u32) {

@@ -121,6 +121,7 @@ test("an image is analysed in the worker, alone and with its report, like the CL
     const xray = path.join(SHARED, "data/nih-cxr/images/00000061_012.png");
     await page.setInputFiles("#image-input", xray);
     await page.waitForSelector("#image-view");
+    assert.match(await page.textContent("#analysis-inputs"), /reads the X-ray 00000061_012\.png alone/);
     assert.equal(await page.getAttribute("#image-view", "data-width"), "512");
     assert.match(await page.textContent("#image-view figcaption"), /00000061_012\.png · 512 × 512/);
 
@@ -172,10 +173,17 @@ test("an image is analysed in the worker, alone and with its report, like the CL
     assert.match(await page.textContent("#abnormal"), /image model: abnormal \d+%/);
 
     // A truncated PNG and a 20,000 × 20,000 header: clear messages, no crash.
+    // The refused file replaced the X-ray on screen: that one is unloaded
+    // with the result computed on it, so Analyze cannot use it unawares.
+    assert.match(await page.textContent("#analysis-inputs"), /reads the report and the X-ray 00000061_012\.png/);
     const png = await readFile(xray);
     await page.setInputFiles("#image-input", { name: "cut.png", mimeType: "image/png", buffer: png.subarray(0, 3000) });
     await page.waitForSelector("#notice:not([hidden])");
-    assert.match(await page.textContent("#notice"), /damaged/);
+    assert.match(await page.textContent("#notice"), /^cut\.png: Cannot use this image: .*damaged.* The X-ray shown before \(00000061_012\.png\) was removed, so Analyze will not use it\.$/s);
+    assert.equal(await page.$("#image-view"), null);
+    assert.equal((await rowsOf(page)).length, 0, "no findings of the removed X-ray stay on screen");
+    assert.equal(await page.$("#heat-map"), null);
+    assert.match(await page.textContent("#analysis-inputs"), /reads the report; no X-ray is loaded/);
     // A real PNG whose header claims 20,000 × 20,000 pixels.
     const huge = Buffer.from(png);
     huge.writeUInt32BE(20000, 16);
@@ -209,12 +217,18 @@ test("bad report input gets a clear message and the page keeps working", async (
     await page.click("#analyze");
     assert.match(await page.textContent("#notice"), /paste a report or choose a chest X-ray first/);
 
-    // Binary pasted as text.
+    // Binary pasted as text after a normal report: refused, and the normal
+    // report's result does not stay on screen under the new message.
+    await analyze(page, SAMPLE);
+    assert.ok((await rowsOf(page)).length > 0);
     const binary = Array.from({ length: 3000 }, (_, i) => String.fromCharCode((i * 7919) % 32)).join("");
     await page.fill("#report", "\u0089PNG" + binary);
     await page.click("#analyze");
     await page.waitForFunction(() => /binary data/.test(document.querySelector("#notice")?.textContent));
     assert.equal(await page.getAttribute("#status", "data-state"), "ready");
+    assert.equal((await page.$$("[data-entity]")).length, 0);
+    assert.equal((await rowsOf(page)).length, 0);
+    assert.match(await page.textContent("#highlighted"), /Results appear here after Analyze/);
 
     // A 100,000-character report is analysed in the worker: too long for the
     // report model, so the rule labeler takes it, and the page says so.
@@ -305,6 +319,20 @@ test("a damaged or missing model file stops loading with a clear message", async
     assert.ok(await page.isDisabled("#analyze"));
   });
 
+  // NaN in the findings head with the manifest rewritten to match (a broken
+  // export): the checksums pass, the worker's check of the weights does not.
+  const poisoned = await distCopy();
+  const gguf = path.join(poisoned, "models/text/model.gguf");
+  await writeFile(gguf, withNaN(await readFile(gguf), "findings_classifier.bias"));
+  cli(["export", path.join(poisoned, "models")]);
+  const third = await session(t, poisoned);
+  await withScreenshot(third.page, t.name + "-nan", async () => {
+    await third.page.goto(third.server.origin + "/");
+    await third.page.waitForSelector('#status[data-state="error"]');
+    assert.match(await third.page.textContent("#status"), /report model cannot be loaded.*findings_classifier\.bias holds a NaN/s);
+    assert.ok(await third.page.isDisabled("#analyze"));
+  });
+
   const missing = await distCopy();
   await writeFile(path.join(missing, "models/manifest.json"), "{ not json");
   const second = await session(t, missing);
@@ -389,6 +417,39 @@ async function jsonlFile(reports) {
   const file = path.join(await mkdtemp(path.join(tmpdir(), "integrabner-parity-")), "reports.jsonl");
   await writeFile(file, reports.map((r) => JSON.stringify(r)).join("\n") + "\n");
   return file;
+}
+
+/// `bytes` of a GGUF file (as ours are written: string metadata only) with
+/// the first value of the f32 tensor whose name ends in `suffix` set to NaN.
+function withNaN(bytes, suffix) {
+  const out = Buffer.from(bytes);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  let at = 8; // magic, version
+  const u64 = () => { const v = Number(view.getBigUint64(at, true)); at += 8; return v; };
+  const u32 = () => { const v = view.getUint32(at, true); at += 4; return v; };
+  const str = () => { const n = u64(); const s = out.subarray(at, at + n).toString("utf8"); at += n; return s; };
+  const tensors = u64();
+  const entries = u64();
+  for (let i = 0; i < entries; i++) {
+    str();
+    assert.equal(u32(), 8, "string metadata");
+    str();
+  }
+  let offset;
+  for (let i = 0; i < tensors; i++) {
+    const name = str();
+    const dims = u32();
+    at += 8 * dims;
+    const type = u32();
+    const start = u64();
+    if (name.endsWith(suffix)) {
+      assert.equal(type, 0, `${name} is f32`);
+      offset = start;
+    }
+  }
+  assert.notEqual(offset, undefined, `no tensor *${suffix}`);
+  view.setFloat32(Math.ceil(at / 32) * 32 + offset, NaN, true);
+  return out;
 }
 
 function crc32(bytes) {
