@@ -89,6 +89,10 @@ pub enum FromWorker {
         request: u32,
         width: u32,
         height: u32,
+        /// SHA-256 of the file's bytes: a result names the image it was
+        /// computed on by it, so the page never shows one image's findings
+        /// under another.
+        sha256: String,
     },
     Benchmark {
         request: u32,

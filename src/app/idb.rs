@@ -13,6 +13,9 @@ pub const SESSION_STORE: &str = "session";
 pub const IMAGE_STORE: &str = "images";
 /// The key of the session in progress.
 pub const CURRENT: &str = "current";
+/// The key of the token of the tab that holds the session: only that tab
+/// saves it, so two tabs never overwrite each other's judgments.
+pub const HOLDER: &str = "holder";
 
 #[derive(Clone)]
 pub struct Db(IdbDatabase);
@@ -85,6 +88,53 @@ impl Db {
             .put_with_key(value, &JsValue::from_str(key))
             .map_err(describe)?;
         done(&request).await.map(|_| ())
+    }
+
+    /// Writes `value` under `key` only if `allow` accepts what is under
+    /// `check_key`, deciding inside the same read-write transaction, so that
+    /// no other tab can write in between. Returns whether it wrote.
+    pub async fn put_if(
+        &self,
+        store: &str,
+        check_key: &str,
+        allow: impl FnOnce(Option<JsValue>) -> bool + 'static,
+        key: &str,
+        value: JsValue,
+    ) -> Result<bool, String> {
+        let object_store = self.store(store, IdbTransactionMode::Readwrite)?;
+        let transaction = object_store.transaction();
+        let check = object_store
+            .get(&JsValue::from_str(check_key))
+            .map_err(describe)?;
+        let written = std::rc::Rc::new(std::cell::Cell::new(false));
+        let on_checked = Closure::once({
+            let (check, written, key) = (check.clone(), written.clone(), key.to_string());
+            move |_: web_sys::Event| {
+                let current = check.result().ok().filter(|v| !v.is_undefined());
+                // Called from the request's success event: the transaction
+                // is still active, so the write joins it.
+                if allow(current)
+                    && object_store
+                        .put_with_key(&value, &JsValue::from_str(&key))
+                        .is_ok()
+                {
+                    written.set(true);
+                }
+            }
+        });
+        check.set_onsuccess(Some(on_checked.as_ref().unchecked_ref()));
+        let finished = Promise::new(&mut |resolve, reject| {
+            transaction.set_oncomplete(Some(&resolve));
+            transaction.set_onerror(Some(&reject));
+            transaction.set_onabort(Some(&reject));
+        });
+        JsFuture::from(finished).await.map_err(|_| {
+            transaction
+                .error()
+                .map(|e| e.message())
+                .unwrap_or_else(|| "IndexedDB transaction failed".into())
+        })?;
+        Ok(written.get())
     }
 
     /// The value under `key`, or `None`.

@@ -17,18 +17,34 @@ fn accept(state: AppState, client: StoredValue<WorkerClient, LocalStorage>, file
         state.notice.set(Some(format!("Cannot open {name}.")));
         return;
     };
+    // Pending from the moment it is chosen: reading a large file takes a
+    // while, and Analyze must not use the previous X-ray meanwhile.
+    state
+        .pending_image
+        .set(Some((None, url.clone(), name.clone())));
+    let still_ours = move |url: &str| {
+        state
+            .pending_image
+            .with_untracked(|p| p.as_ref().is_some_and(|(_, u, _)| u == url))
+    };
     wasm_bindgen_futures::spawn_local(async move {
         let bytes = match JsFuture::from(file.array_buffer()).await {
             Ok(buffer) => Uint8Array::new(&buffer),
             Err(_) => {
                 state.notice.set(Some(format!("Cannot read {name}.")));
+                if still_ours(&url) {
+                    state.pending_image.set(None);
+                }
                 let _ = Url::revoke_object_url(&url);
                 return;
             }
         };
         match client.with_value(|c| c.check_image(&name, &bytes)) {
-            Some(request) => state.pending_image.set(Some((request, url, name))),
+            Some(request) => state.pending_image.set(Some((Some(request), url, name))),
             None => {
+                if still_ours(&url) {
+                    state.pending_image.set(None);
+                }
                 let _ = Url::revoke_object_url(&url);
                 state
                     .notice
@@ -116,7 +132,7 @@ pub fn ImageViewer(state: AppState) -> impl IntoView {
                                 <span id="abnormal" class="note">
                                     {move || {
                                         state
-                                            .result
+                                            .shown
                                             .with(|r| r.as_ref().and_then(|a| a.prediction.scores.get("abnormal").copied()))
                                             .map(|p| format!(" · image model: abnormal {:.0}%", p * 100.0))
                                     }}
@@ -162,7 +178,7 @@ pub fn ImageViewer(state: AppState) -> impl IntoView {
 /// and shifted to make the picture's part line up with the image.
 fn heat_map_overlay(state: AppState) -> Option<impl IntoView> {
     let concept = state.heat_map.get()?;
-    let map = state.result.with(|r| {
+    let map = state.shown.with(|r| {
         r.as_ref()?
             .prediction
             .heat_maps

@@ -32,7 +32,7 @@ fn register_service_worker() {
 fn App() -> impl IntoView {
     let state = AppState::new();
     let client = StoredValue::new_local(WorkerClient::start(state));
-    let report = RwSignal::new(String::new());
+    let report = state.report;
     // `#review` is the review mode; anything else the single-report analyser.
     let hash = RwSignal::new(window().location().hash().unwrap_or_default());
     let hash_change = window_event_listener(ev::hashchange, move |_| {
@@ -42,14 +42,14 @@ fn App() -> impl IntoView {
     let reviewing = Signal::derive(move || hash.get() == "#review");
 
     let analyze = move || {
-        let text = report.get_untracked();
         state.notice.set(None);
-        let image_model = state.bundle.get_untracked().is_some_and(|b| b.image_model);
-        let image = state
+        let inputs = state.inputs_on_screen();
+        let text = inputs.text.clone();
+        let image = inputs
             .image
-            .get_untracked()
-            .filter(|_| image_model)
-            .map(|i| i.request);
+            .is_some()
+            .then(|| state.image.get_untracked().map(|i| i.request))
+            .flatten();
         if text.trim().is_empty() && image.is_none() {
             let msg = if state.image.get_untracked().is_some() {
                 "Type or paste a report: this bundle has no image model, so an image alone gives no findings."
@@ -85,7 +85,7 @@ fn App() -> impl IntoView {
             Some(request) => {
                 state.phase.set(Phase::Busy);
                 state.status_text.set("Analysing…".into());
-                state.pending.set(Some((request, text)));
+                state.pending.set(Some((request, inputs)));
             }
             None => state
                 .notice
@@ -151,7 +151,7 @@ fn App() -> impl IntoView {
                     </button>
                     <kbd>"Ctrl"</kbd>"+"<kbd>"Enter"</kbd>
                 </div>
-                <p id="analysis-inputs" class="note">{move || state.analysis_inputs(&report.get())}</p>
+                <p id="analysis-inputs" class="note">{move || state.analysis_inputs()}</p>
                 <p id="notice" role="alert" class="notice" hidden=move || state.notice.get().is_none()>
                     {move || state.notice.get().unwrap_or_default()}
                 </p>

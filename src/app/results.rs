@@ -51,11 +51,17 @@ pub fn Results(state: AppState) -> impl IntoView {
             on:mouseover=move |ev| inspect(ev.target())
             on:focusin=move |ev| inspect(ev.target())
             aria-label="Report with entities highlighted"
-            data-request=move || state.result.get().map(|a| a.request)
-            data-elapsed-ms=move || state.result.get().map(|a| format!("{:.3}", a.elapsed_ms))
+            data-request=move || state.shown.get().map(|a| a.request)
+            data-elapsed-ms=move || state.shown.get().map(|a| format!("{:.3}", a.elapsed_ms))
         >
-            {move || match state.result.get() {
+            {move || match state.shown.get() {
                 Some(a) => highlighted(&a).into_any(),
+                None if state.result_is_stale() => view! {
+                    <p id="stale" class="placeholder" role="status">
+                        "The report or the X-ray changed since the last analysis, so its results are hidden. Press Analyze to update them."
+                    </p>
+                }
+                .into_any(),
                 None => view! { <p class="placeholder">"Results appear here after Analyze."</p> }.into_any(),
             }}
         </div>
@@ -89,7 +95,7 @@ pub fn Results(state: AppState) -> impl IntoView {
             </thead>
             <tbody>
                 {move || {
-                    let findings = state.result.get().map(|a| a.prediction.findings).unwrap_or_default();
+                    let findings = state.shown.get().map(|a| a.prediction.findings).unwrap_or_default();
                     let shown = rows(&findings, threshold.get(), sort.get());
                     if shown.is_empty() {
                         return view! {
@@ -107,12 +113,12 @@ pub fn Results(state: AppState) -> impl IntoView {
                             let source_attr = source.clone();
                             let has_map = matches!(f.source, FindingSource::Image | FindingSource::Fusion)
                                 && state
-                                    .result
+                                    .shown
                                     .with(|r| r.as_ref().is_some_and(|a| a.prediction.heat_maps.iter().any(|h| h.concept == f.concept)));
                             // A fused probability shows what each model said.
                             let parts = if f.source == FindingSource::Fusion {
                                 state
-                                    .result
+                                    .shown
                                     .with(|r| r.as_ref().map(|a| fused_parts(&a.prediction.scores, &f.concept)))
                                     .unwrap_or_default()
                             } else {
@@ -174,14 +180,22 @@ fn ExportButton(
     render: fn(&integrabner_core::Prediction) -> String,
 ) -> impl IntoView {
     let save = move |_| {
-        if let Some(a) = state.result.get_untracked() {
+        // Only a result of what is on screen is written (the button is
+        // disabled otherwise): never one image's findings under another.
+        if let Some(a) = state.shown.get_untracked() {
             if let Err(e) = download::save(file_name, mime, &render(&a.prediction)) {
                 state.notice.set(Some(e));
             }
         }
     };
     view! {
-        <button id=id type="button" disabled=move || state.result.get().is_none() on:click=save>
+        <button
+            id=id
+            type="button"
+            disabled=move || state.shown.with(Option::is_none)
+            title=move || state.result_is_stale().then_some("The inputs changed since the last analysis: press Analyze first.")
+            on:click=save
+        >
             {title}
         </button>
     }
@@ -229,7 +243,7 @@ pub(super) fn Legend() -> impl IntoView {
 }
 
 fn highlighted(a: &Analysis) -> impl IntoView {
-    segments(&a.text, &a.prediction.entities)
+    segments(&a.inputs.text, &a.prediction.entities)
         .into_iter()
         .map(|segment| match segment {
             Segment::Plain(text) => text.into_any(),

@@ -35,11 +35,27 @@ pub struct BundleInfo {
     pub image_model: bool,
 }
 
+/// An image by what it is, not by where it is shown: its file name and the
+/// SHA-256 of its bytes (computed by the worker that decoded them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageIdentity {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// What an analysis read: every result carries its inputs, and the page
+/// shows (and exports) a result only while the same inputs are on screen.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inputs {
+    pub text: String,
+    pub image: Option<ImageIdentity>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
     /// The worker request that produced it; lets automation tell results apart.
     pub request: u32,
-    pub text: String,
+    pub inputs: Inputs,
     pub prediction: Prediction,
     pub elapsed_ms: f64,
 }
@@ -53,6 +69,16 @@ pub struct ImageView {
     pub name: String,
     pub width: u32,
     pub height: u32,
+    pub sha256: String,
+}
+
+impl ImageView {
+    pub fn identity(&self) -> ImageIdentity {
+        ImageIdentity {
+            name: self.name.clone(),
+            sha256: self.sha256.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -63,11 +89,18 @@ pub struct AppState {
     pub bundle: RwSignal<Option<BundleInfo>>,
     /// A message about the last action (bad input, restarted worker).
     pub notice: RwSignal<Option<String>>,
-    /// The request being analysed and its text.
-    pub pending: RwSignal<Option<(u32, String)>>,
+    /// The report in the text box.
+    pub report: RwSignal<String>,
+    /// The request being analysed and what it reads.
+    pub pending: RwSignal<Option<(u32, Inputs)>>,
+    /// The latest analysis, whatever is on screen now.
     pub result: RwSignal<Option<Analysis>>,
+    /// The latest analysis while its inputs are the ones on screen: what
+    /// every view shows and every export writes.
+    pub shown: Memo<Option<Analysis>>,
     /// The image being checked by the worker: request, URL, name.
-    pub pending_image: RwSignal<Option<(u32, String, String)>>,
+    /// The request is `None` while the file's bytes are still being read.
+    pub pending_image: RwSignal<Option<(Option<u32>, String, String)>>,
     pub image: RwSignal<Option<ImageView>>,
     /// The image finding whose heat map is drawn over the image.
     pub heat_map: RwSignal<Option<String>>,
@@ -75,18 +108,42 @@ pub struct AppState {
 
 impl AppState {
     pub fn new() -> Self {
+        let bundle: RwSignal<Option<BundleInfo>> = RwSignal::new(None);
+        let report = RwSignal::new(String::new());
+        let result: RwSignal<Option<Analysis>> = RwSignal::new(None);
+        let image: RwSignal<Option<ImageView>> = RwSignal::new(None);
+        let shown = Memo::new(move |_| {
+            let on_screen = inputs_of(&report.get(), image.get().as_ref(), bundle.get().as_ref());
+            result.get().filter(|a| a.inputs == on_screen)
+        });
         Self {
             phase: RwSignal::new(Phase::Loading),
             status_text: RwSignal::new("Loading models…".into()),
             progress: RwSignal::new(None),
-            bundle: RwSignal::new(None),
+            bundle,
             notice: RwSignal::new(None),
+            report,
             pending: RwSignal::new(None),
-            result: RwSignal::new(None),
+            result,
+            shown,
             pending_image: RwSignal::new(None),
-            image: RwSignal::new(None),
+            image,
             heat_map: RwSignal::new(None),
         }
+    }
+
+    /// What Analyze would read now (untracked).
+    pub fn inputs_on_screen(&self) -> Inputs {
+        inputs_of(
+            &self.report.get_untracked(),
+            self.image.get_untracked().as_ref(),
+            self.bundle.get_untracked().as_ref(),
+        )
+    }
+
+    /// Whether a result exists that no longer matches what is on screen.
+    pub fn result_is_stale(&self) -> bool {
+        self.result.with(Option::is_some) && self.shown.with(Option::is_none)
     }
 
     pub fn set_phase(&self, phase: Phase, text: &str) {
@@ -98,7 +155,7 @@ impl AppState {
     }
 
     pub fn finish_analysis(&self, request: u32, prediction: Prediction, elapsed_ms: f64) {
-        let Some((pending, text)) = self.pending.get_untracked() else {
+        let Some((pending, inputs)) = self.pending.get_untracked() else {
             return;
         };
         if pending != request {
@@ -110,7 +167,7 @@ impl AppState {
             .set(crate::table::strongest_mapped_finding(&prediction));
         self.result.set(Some(Analysis {
             request,
-            text,
+            inputs,
             prediction,
             elapsed_ms,
         }));
@@ -128,13 +185,16 @@ impl AppState {
     pub fn request_failed(&self, request: Option<u32>, message: &str) {
         let mut notice = capitalized(message);
         let image = self.pending_image.get_untracked();
-        if let Some((_, url, name)) = image.filter(|(r, _, _)| Some(*r) == request) {
+        if let Some((_, url, name)) = image.filter(|(r, _, _)| r.is_some() && *r == request) {
             let _ = web_sys::Url::revoke_object_url(&url);
             self.pending_image.set(None);
             notice = format!("{name}: {notice}");
             if let Some(old) = self.image.get_untracked() {
                 let _ = web_sys::Url::revoke_object_url(&old.url);
                 self.image.set(None);
+                if !notice.ends_with(['.', '!', '?']) {
+                    notice.push('.');
+                }
                 notice.push_str(&format!(
                     " The X-ray shown before ({}) was removed, so Analyze will not use it.",
                     old.name
@@ -156,11 +216,11 @@ impl AppState {
 
     /// What Analyze will read, in words: shown beside the button, so that
     /// which X-ray (if any) goes with the report is never a guess.
-    pub fn analysis_inputs(&self, report: &str) -> String {
+    pub fn analysis_inputs(&self) -> String {
         let image_model = self.bundle.get().is_none_or(|b| b.image_model);
-        let image = self.image.get().map(|i| i.name).filter(|_| image_model);
-        let text = !report.trim().is_empty();
-        let mut line = match (text, image) {
+        let loaded = self.image.get().map(|i| i.name);
+        let text = !self.report.get().trim().is_empty();
+        let mut line = match (text, loaded.clone().filter(|_| image_model)) {
             (true, Some(name)) => format!("Analyze reads the report and the X-ray {name}."),
             (true, None) => "Analyze reads the report; no X-ray is loaded.".to_string(),
             (false, Some(name)) => format!("Analyze reads the X-ray {name} alone."),
@@ -168,14 +228,17 @@ impl AppState {
                 "Nothing to analyse yet: type a report or choose an X-ray.".to_string()
             }
         };
+        if loaded.is_some() && !image_model {
+            line.push_str(" The X-ray is shown for reading only: this bundle has no image model.");
+        }
         if let Some((_, _, name)) = self.pending_image.get() {
             line.push_str(&format!(" {name} is being checked."));
         }
         line
     }
 
-    pub fn image_checked(&self, request: u32, width: u32, height: u32) {
-        let Some((pending, url, name)) = self.pending_image.get_untracked() else {
+    pub fn image_checked(&self, request: u32, width: u32, height: u32, sha256: String) {
+        let Some((Some(pending), url, name)) = self.pending_image.get_untracked() else {
             return;
         };
         if pending != request {
@@ -193,7 +256,19 @@ impl AppState {
             name,
             width,
             height,
+            sha256,
         }));
+    }
+}
+
+/// The inputs an analysis of `report` and `image` reads with `bundle`: the
+/// image only when the bundle has an image model (Analyze's rule).
+fn inputs_of(report: &str, image: Option<&ImageView>, bundle: Option<&BundleInfo>) -> Inputs {
+    Inputs {
+        text: report.to_string(),
+        image: image
+            .filter(|_| bundle.is_some_and(|b| b.image_model))
+            .map(ImageView::identity),
     }
 }
 

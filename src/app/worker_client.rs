@@ -256,7 +256,8 @@ impl WorkerClient {
                 request,
                 width,
                 height,
-            } => state.image_checked(request, width, height),
+                sha256,
+            } => state.image_checked(request, width, height, sha256),
             // Only the benchmark harness asks for these, from its own worker.
             FromWorker::Benchmark { .. } => {}
             FromWorker::Error {

@@ -296,6 +296,7 @@ fn check_image(image: &mut CheckedImage, request: u32, bytes: &[u8]) -> FromWork
                 request,
                 width,
                 height,
+                sha256: integrabner_core::bundle::sha256_hex(bytes),
             }
         }
         Err(e) => request_error(request, format!("cannot use this image: {e}")),

@@ -6,6 +6,8 @@ import { readFile, writeFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { existsSync } from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
+import { randomBytes } from "node:crypto";
 import {
   distCopy, launch, waitReady, analyze, exportJson,
   withScreenshot, cli, DIST, ROOT, SHARED, session as openSession, assertPrivate,
@@ -193,6 +195,12 @@ test("an image is analysed in the worker, alone and with its report, like the CL
     await page.waitForFunction(() => /20000 × 20000/.test(document.querySelector("#notice")?.textContent));
     await page.setInputFiles("#image-input", { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("plain text") });
     await page.waitForFunction(() => /not a PNG or JPEG/.test(document.querySelector("#notice")?.textContent));
+    // Pictures that cannot be radiographs are refused, not coded.
+    await page.setInputFiles("#image-input", { name: "black.png", mimeType: "image/png", buffer: flatPng(512, 512, 0) });
+    await page.waitForFunction(() => /black\.png: .*almost uniform.*not a radiograph/.test(document.querySelector("#notice")?.textContent));
+    await page.setInputFiles("#image-input", { name: "dot.png", mimeType: "image/png", buffer: flatPng(1, 1, 128) });
+    await page.waitForFunction(() => /dot\.png: .*1 × 1 pixels/.test(document.querySelector("#notice")?.textContent));
+    assert.equal(await page.$("#image-view"), null);
     assert.equal(await page.getAttribute("#status", "data-state"), "ready");
 
     // The image never travelled: no request after picking it carried a body.
@@ -238,6 +246,12 @@ test("bad report input gets a clear message and the page keeps working", async (
     assert.ok((await page.$$("[data-entity]")).length > 4000);
     assert.match(await page.textContent("#notice"), /report model reads at most 2048.*rule labeler analysed it alone/);
 
+    // A soft hyphen or zero-width space inside a word does not hide it.
+    await analyze(page, "Small right pleural effu\u00ADsion. No pneu\u200Bmothorax.");
+    const hidden = await entitiesOf(page);
+    assert.ok(hidden.some((e) => e.text === "pleural effu\u00ADsion" && e.concept === "Pleural Effusion"), JSON.stringify(hidden));
+    assert.ok(hidden.some((e) => e.text === "pneu\u200Bmothorax" && e.assertion === "absent"), JSON.stringify(hidden));
+
     // Unusual Unicode: offsets in code points, highlighted text matches.
     const unicode = "🫁 Ünïcödé: right pleural effusion\u200B; no pneumothorax. مرحبا e\u0301dema";
     await analyze(page, unicode);
@@ -247,6 +261,67 @@ test("bad report input gets a clear message and the page keeps working", async (
     for (const e of json.entities) assert.equal(chars.slice(e.start, e.end).join(""), e.text);
     const marks = await entitiesOf(page);
     assert.deepEqual(marks.map((m) => m.text), json.entities.map((e) => e.text));
+  });
+});
+
+test("a result is shown and exported only beside the inputs it came from", async (t) => {
+  const { server, page, problems } = await session(t);
+  await withScreenshot(page, t.name, async () => {
+    await page.goto(server.origin + "/");
+    await waitReady(page);
+    const first = path.join(SHARED, "data/nih-cxr/images/00000061_012.png");
+    const second = path.join(SHARED, "data/nih-cxr/images/00000061_015.png");
+    await page.setInputFiles("#image-input", first);
+    await page.waitForSelector("#image-view");
+    await analyze(page, SAMPLE);
+    assert.ok((await rowsOf(page)).length > 0);
+    assert.ok(!(await page.isDisabled("#export-json")));
+
+    // Editing the report hides the result until Analyze runs again.
+    await page.fill("#report", SAMPLE + " Also a small hiatal hernia.");
+    await page.waitForSelector("#stale");
+    assert.equal((await rowsOf(page)).length, 0);
+    assert.equal((await page.$$("[data-entity]")).length, 0);
+    assert.ok(await page.isDisabled("#export-json"));
+    assert.ok(await page.isDisabled("#export-csv"));
+    // Putting the same text back shows the same result again.
+    await page.fill("#report", SAMPLE);
+    await page.waitForSelector("tr[data-finding]");
+
+    // Another X-ray: the first one's findings are not shown under its name.
+    await page.setInputFiles("#image-input", second);
+    await page.waitForFunction(() => /00000061_015\.png/.test(document.querySelector("#image-view figcaption")?.textContent));
+    await page.waitForSelector("#stale");
+    assert.equal((await rowsOf(page)).length, 0);
+    assert.equal(await page.$("#heat-map"), null);
+    assert.doesNotMatch(await page.textContent("#abnormal"), /abnormal/);
+    assert.ok(await page.isDisabled("#export-json"));
+    await analyze(page, SAMPLE);
+    const exported = await exportJson(page);
+    const native = JSON.parse(
+      cli(
+        ["predict", "--image", second, "--scores", "--text-model", path.join(ROOT, "models/text"),
+          "--image-model", path.join(ROOT, "models/image"), "--fusion-model", path.join(ROOT, "models/fusion"), "-"],
+        SAMPLE
+      )
+    );
+    assert.deepEqual(exported.findings.map((f) => f.concept), native.findings.map((f) => f.concept));
+
+    // A 30 MB PNG: Analyze pressed while the worker still checks it waits
+    // for the check instead of analysing the X-ray shown before.
+    const big = noisePng(4000, 2600);
+    assert.ok(big.length > 30e6, `${big.length} bytes`);
+    await page.setInputFiles("#image-input", { name: "big.png", mimeType: "image/png", buffer: big });
+    await page.click("#analyze");
+    assert.match(await page.textContent("#notice"), /big\.png is still being checked/);
+    await page.waitForFunction(() => /big\.png/.test(document.querySelector("#image-view figcaption")?.textContent), null, { timeout: 120_000 });
+    assert.doesNotMatch(await page.textContent("#notice"), /worker/);
+    assert.match(await page.textContent("#analysis-inputs"), /reads the report and the X-ray big\.png/);
+    assert.equal((await rowsOf(page)).length, 0, "nothing of 00000061_015.png under big.png");
+    await analyze(page, SAMPLE);
+    assert.ok((await rowsOf(page)).length > 0);
+    assert.equal(await page.getAttribute("#status", "data-state"), "ready");
+    assert.deepEqual(problems, []);
   });
 });
 
@@ -450,6 +525,43 @@ function withNaN(bytes, suffix) {
   assert.notEqual(offset, undefined, `no tensor *${suffix}`);
   view.setFloat32(Math.ceil(at / 32) * 32 + offset, NaN, true);
   return out;
+}
+
+/// A `width` × `height` RGB PNG of random noise: incompressible, so the file
+/// is about 3 bytes a pixel.
+function noisePng(width, height) {
+  return rgbPng(width, height, (raw) => randomBytes(raw));
+}
+
+/// A `width` × `height` RGB PNG of one grey `level`.
+function flatPng(width, height, level) {
+  return rgbPng(width, height, (raw) => Buffer.alloc(raw, level));
+}
+
+/// A `width` × `height` RGB PNG whose pixel bytes come from `pixels(n)`.
+function rgbPng(width, height, pixels) {
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const out = Buffer.alloc(body.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(zlib.crc32(body), body.length + 4);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bits per channel
+  header[9] = 2; // RGB
+  const row = 1 + width * 3;
+  const raw = pixels(row * height);
+  for (let y = 0; y < height; y++) raw[y * row] = 0; // filter: none
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", zlib.deflateSync(raw, { level: 1 })),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
 }
 
 function crc32(bytes) {

@@ -294,3 +294,49 @@ test("a case file that cannot be read is refused with a reason", async (t) => {
     assert.deepEqual(s.problems, []);
   });
 });
+
+test("the same session open in two tabs never loses a judgment whose save was confirmed", async (t) => {
+  const s = await session(t, browser);
+  const { server, page, context } = s;
+  await withScreenshot(page, t.name, async () => {
+    await page.goto(server.origin + "/#review");
+    await waitReady(page);
+    await page.waitForSelector('#review[data-stage="start"]');
+    await page.setInputFiles("#review-files", [JSONL, await IMAGE()]);
+    await page.waitForSelector('#review[data-stage="cases"]', { timeout: 120_000 });
+    await showCase(page, 0);
+
+    // A second tab opens the same session and judges the first item: saved.
+    const second = await context.newPage();
+    await second.goto(server.origin + "/#review");
+    await second.waitForSelector('#review[data-stage="cases"]', { timeout: 120_000 });
+    await showCase(second, 0);
+    const before = await saved(second);
+    await press(second, "a");
+    await second.waitForFunction((n) => Number(document.querySelector("#review").dataset.saved) > n, before);
+
+    // The first tab, opened earlier, no longer holds the session: its change
+    // is not saved over the second tab's, and it says so.
+    await press(page, "r");
+    await page.waitForSelector("#review[data-held-elsewhere]");
+    assert.match(await page.textContent("#review-message"), /open in another tab.*not saved.*Reload this tab/s);
+    await press(page, "a");
+    assert.match(await page.textContent("#review-message"), /open in another tab/);
+
+    // What is stored is the second tab's judgment, as both tabs see on reload.
+    for (const tab of [second, page]) {
+      await tab.reload();
+      await tab.waitForSelector('#review[data-stage="cases"]');
+      await showCase(tab, 0);
+      assert.equal((await items(tab))[0].verdict, "accepted");
+    }
+    // The tab reloaded last holds the session again; the other one does not.
+    await press(page, "r");
+    await page.waitForSelector('tr[data-review-item][data-index="0"][data-verdict="rejected"]');
+    assert.equal(await page.getAttribute("#review", "data-held-elsewhere"), null);
+    await press(second, "j");
+    await press(second, "r");
+    await second.waitForSelector("#review[data-held-elsewhere]");
+    assert.deepEqual(s.problems, []);
+  });
+});

@@ -1,7 +1,7 @@
 //! The review session's state and every change to it. Each change goes
 //! through [`Review::change`], which counts reviewing time and saves.
 
-use super::super::idb::{Db, CURRENT, IMAGE_STORE, SESSION_STORE};
+use super::super::idb::{Db, CURRENT, HOLDER, IMAGE_STORE, SESSION_STORE};
 use super::super::state::{AppState, Phase};
 use super::super::worker_client::{WorkerClient, WORKER_STOPPED};
 use crate::review::session::{Action, Case, Item, Reading, Session, Undo};
@@ -59,6 +59,11 @@ pub struct Review {
     /// How many saves have completed: lets a test (or a cautious user) see
     /// that the last judgment is on disk.
     pub saved: RwSignal<u32>,
+    /// Another tab opened the session since this one did: that tab holds it
+    /// now, and this one saves nothing more.
+    pub held_elsewhere: RwSignal<bool>,
+    /// This tab's token in the store's `holder` key while it holds the session.
+    tab: StoredValue<String>,
     /// The current case's image as a `blob:` URL, with its file name.
     pub image: RwSignal<Option<(String, String)>>,
     /// The image finding whose heat map is drawn.
@@ -87,6 +92,12 @@ impl Review {
             focus: RwSignal::new(0),
             message: RwSignal::new(None),
             saved: RwSignal::new(0),
+            held_elsewhere: RwSignal::new(false),
+            tab: StoredValue::new(format!(
+                "{:x}-{:x}",
+                js_sys::Date::now() as u64,
+                (js_sys::Math::random() * 1e15) as u64
+            )),
             image: RwSignal::new(None),
             heat_map: RwSignal::new(None),
             draft: RwSignal::new(Draft {
@@ -116,11 +127,23 @@ impl Review {
         self.message.set(Some(format!("{what}: {error}")));
     }
 
+    /// Makes this tab the one that saves the session: another tab that held
+    /// it finds out at its next save and stops. Any save of that tab that
+    /// came first is in the store before this tab reads it.
+    async fn claim(self, db: &Db) -> Result<(), String> {
+        self.held_elsewhere.set(false);
+        db.put(SESSION_STORE, HOLDER, &self.tab.get_value().into())
+            .await
+    }
+
     /// Reads the saved session, if any, and shows it where it was left.
     pub fn resume(self) {
         spawn_local(async move {
             let saved = match self.db().await {
-                Ok(db) => db.get(SESSION_STORE, CURRENT).await,
+                Ok(db) => match self.claim(&db).await {
+                    Ok(()) => db.get(SESSION_STORE, CURRENT).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match saved {
@@ -171,8 +194,8 @@ impl Review {
         self.load_image();
     }
 
-    /// Writes the session to IndexedDB (transactions run in order, so the
-    /// last change always wins).
+    /// Writes the session to IndexedDB while this tab holds it
+    /// (transactions run in order, so the last change always wins).
     pub fn save(self) {
         let Some(json) = self
             .session
@@ -180,13 +203,21 @@ impl Review {
         else {
             return;
         };
+        let tab = self.tab.get_value();
         spawn_local(async move {
+            let holds = move |holder: Option<wasm_bindgen::JsValue>| {
+                holder.and_then(|h| h.as_string()).as_deref() == Some(tab.as_str())
+            };
             let result = match self.db().await {
-                Ok(db) => db.put(SESSION_STORE, CURRENT, &json.into()).await,
+                Ok(db) => {
+                    db.put_if(SESSION_STORE, HOLDER, holds, CURRENT, json.into())
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => self.saved.update(|n| *n += 1),
+                Ok(true) => self.saved.update(|n| *n += 1),
+                Ok(false) => self.hand_over(),
                 Err(e) => self.fail(
                     "This change could not be saved in the browser (export the session to keep it)",
                     e,
@@ -195,9 +226,22 @@ impl Review {
         });
     }
 
+    /// Another tab holds the session: say so, and take no more changes here
+    /// (they could not be saved without overwriting that tab's).
+    fn hand_over(self) {
+        self.held_elsewhere.set(true);
+        self.message.set(Some(
+            "This session is open in another tab of this browser, which saves it from now on; the last change here was not saved. Reload this tab to continue the session here.".into(),
+        ));
+    }
+
     /// Changes the session: counts the time since the last change to the
     /// case on screen, applies `f`, saves.
     pub fn change<R>(self, f: impl FnOnce(&mut Session) -> R) -> Option<R> {
+        if self.held_elsewhere.get_untracked() {
+            self.hand_over();
+            return None;
+        }
         let now = now_ms();
         let elapsed = now - self.last_tick.get_value();
         self.last_tick.set_value(now);
@@ -486,6 +530,7 @@ impl Review {
         let stored = async {
             let db = self.db().await?;
             db.clear().await?;
+            self.claim(&db).await?;
             for image in &images {
                 db.put(IMAGE_STORE, &image.name(), image).await?;
             }

@@ -44,6 +44,7 @@ pub fn ReviewView(
             aria-label="Review session"
             data-stage=move || review.stage.get().as_str()
             data-saved=move || review.saved.get()
+            data-held-elsewhere=move || review.held_elsewhere.get().then_some("")
         >
             <p id="review-bundle" class="note" hidden=move || other_bundle(review).is_none()>
                 {move || other_bundle(review)}
