@@ -7,7 +7,7 @@
 use integrabner_core::RulePipeline;
 use integrabner_web::highlight::segments;
 use integrabner_web::review::cases::{read_cases, MAX_CASES};
-use integrabner_web::review::session::{Case, ModelVersion, Session};
+use integrabner_web::review::session::{ModelVersion, Session};
 use integrabner_web::review::summary::{export_csv, export_json, summarize};
 use proptest::prelude::*;
 use std::sync::OnceLock;
@@ -68,30 +68,36 @@ proptest! {
     }
 }
 
-/// A real exported session of three analysed cases.
+/// A real exported session: three cases read from a JSONL file as the page
+/// reads them, each analysed by the rule pipeline.
 fn exported_session() -> &'static String {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        let pipeline = RulePipeline::embedded();
-        let cases = [
+        let jsonl = [
             "FINDINGS: Small right pleural effusion. No pneumothorax.",
             "IMPRESSION: Mild cardiomegaly. Enteric tube in the stomach.",
             "🫁 Ünïcödé: no focal consolidation\u{200B}.",
         ]
         .iter()
         .enumerate()
-        .map(|(i, text)| {
-            let mut case = Case::new(format!("c{i}"), text.to_string(), None);
-            case.analysed(pipeline.predict(&case.id, text).unwrap());
-            case
-        })
-        .collect();
+        .map(|(i, text)| serde_json::json!({"id": format!("c{i}"), "text": text}).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+        let mut cases = read_cases("cases.jsonl", jsonl.as_bytes(), &[])
+            .unwrap()
+            .cases;
+        let pipeline = RulePipeline::embedded();
+        for case in &mut cases {
+            case.analysed(pipeline.predict(&case.id, &case.text).unwrap());
+        }
         let model = ModelVersion {
             bundle: "fuzz".into(),
             vocabulary: "1.0.0".into(),
         };
-        let session = Session::new(vec!["cases.jsonl".into()], model, 0.0, cases);
-        export_json(&session, 1.0)
+        export_json(
+            &Session::new(vec!["cases.jsonl".into()], model, 0.0, cases),
+            1.0,
+        )
     })
 }
 

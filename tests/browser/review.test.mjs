@@ -72,6 +72,16 @@ async function selectInReport(page, text) {
   }, text);
 }
 
+/// Opens the review mode and starts the 5-case session with its image.
+async function startSession(page, server) {
+  await page.goto(server.origin + "/#review");
+  await waitReady(page);
+  await page.waitForSelector('#review[data-stage="start"]');
+  await page.setInputFiles("#review-files", [JSONL, await IMAGE()]);
+  await page.waitForSelector('#review[data-stage="cases"]', { timeout: 120_000 });
+  await showCase(page, 0);
+}
+
 async function download(page, selector) {
   const [file] = await Promise.all([page.waitForEvent("download"), page.click(selector)]);
   return { name: file.suggestedFilename(), text: await readFile(await file.path(), "utf8") };
@@ -86,12 +96,7 @@ test("an expert reviews a 5-case session with the keyboard, reloads midway, fini
   const bundle = JSON.parse(await readFile(path.join(ROOT, "models/manifest.json"), "utf8"));
   let exported;
   await withScreenshot(page, t.name, async () => {
-    await page.goto(server.origin + "/#review");
-    await waitReady(page);
-    await page.waitForSelector('#review[data-stage="start"]');
-    await page.setInputFiles("#review-files", [JSONL, await IMAGE()]);
-    await page.waitForSelector('#review[data-stage="cases"]', { timeout: 120_000 });
-    await showCase(page, 0);
+    await startSession(page, server);
     assert.equal(await page.getAttribute("#review-case", "data-case-id"), "case-1");
 
     // Case 1: the model's entities in text order, then its findings, all pending.
@@ -299,12 +304,7 @@ test("the same session open in two tabs never loses a judgment whose save was co
   const s = await session(t, browser);
   const { server, page, context } = s;
   await withScreenshot(page, t.name, async () => {
-    await page.goto(server.origin + "/#review");
-    await waitReady(page);
-    await page.waitForSelector('#review[data-stage="start"]');
-    await page.setInputFiles("#review-files", [JSONL, await IMAGE()]);
-    await page.waitForSelector('#review[data-stage="cases"]', { timeout: 120_000 });
-    await showCase(page, 0);
+    await startSession(page, server);
 
     // A second tab opens the same session and judges the first item: saved.
     const second = await context.newPage();

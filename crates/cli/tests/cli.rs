@@ -1,26 +1,13 @@
 //! The `integrabner` binary end to end, on generated inputs and on the real
 //! OpenI collection in `../shared/data/openi` (the workspace's sibling).
 
-use std::io::Write;
+mod common;
+use common::{bin, exact_entities, run_within, shared, workspace};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_integrabner"))
-}
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::process::{Command, Output};
 
 fn openi(file: &str) -> PathBuf {
-    let p = workspace().join("../shared/data/openi").join(file);
-    assert!(
-        p.exists(),
-        "{} is missing: the data tests need ../shared beside the checkout",
-        p.display()
-    );
-    p
+    shared(&format!("openi/{file}"))
 }
 
 /// `integrabner ingest` of the XML collection, run once for all tests that read it.
@@ -36,14 +23,7 @@ fn ingest_openi_xml() -> &'static Output {
 }
 
 fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    run_within(cmd, stdin, std::time::Duration::from_secs(600))
 }
 
 fn assert_success(out: &Output) {
@@ -73,17 +53,8 @@ fn predict_reads_stdin_and_writes_the_documented_jsonl() {
     assert_eq!(p["id"], "stdin");
     assert_eq!(p["findings"].as_array().unwrap().len(), 1);
     assert_eq!(p["findings"][0]["concept"], "Cardiomegaly");
-    let chars: Vec<char> = text.chars().collect();
     let mut seen = Vec::new();
-    for e in p["entities"].as_array().unwrap() {
-        let (s, t) = (
-            e["start"].as_u64().unwrap() as usize,
-            e["end"].as_u64().unwrap() as usize,
-        );
-        assert_eq!(
-            chars[s..t].iter().collect::<String>(),
-            e["text"].as_str().unwrap()
-        );
+    for e in exact_entities(text, p) {
         seen.push((
             e["concept"].as_str().unwrap().to_string(),
             e["assertion"].as_str().unwrap().to_string(),
@@ -449,20 +420,9 @@ fn predict_uses_the_report_model_when_given() {
     );
     assert_success(&out);
     let p = &json_lines(&out.stdout)[0];
-    let chars: Vec<char> = text.chars().collect();
-    let entities = p["entities"].as_array().unwrap();
+    let entities = exact_entities(text, p);
     assert!(entities.len() >= 3, "{p}");
-    for e in entities {
-        assert_eq!(e["source"], "text");
-        let (s, t) = (
-            e["start"].as_u64().unwrap() as usize,
-            e["end"].as_u64().unwrap() as usize,
-        );
-        assert_eq!(
-            chars[s..t].iter().collect::<String>(),
-            e["text"].as_str().unwrap()
-        );
-    }
+    assert!(entities.iter().all(|e| e["source"] == "text"), "{p}");
     let find = |t: &str| {
         entities
             .iter()
@@ -503,6 +463,70 @@ fn predict_uses_the_report_model_when_given() {
         .unwrap()
         .iter()
         .all(|e| e["source"] == "dictionary"));
+}
+
+/// An entity's label is its concept's type: on these OpenI reports the
+/// report model once tagged `pleural` DISEASE and linked it to `Pleura`.
+#[test]
+fn report_model_entities_carry_their_concepts_type() {
+    let ids = [
+        "4", "9", "25", "66", "104", "116", "212", "230", "253", "355", "382",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases.jsonl");
+    let mut lines = String::new();
+    for l in String::from_utf8_lossy(&ingest_openi_xml().stdout).lines() {
+        let r: serde_json::Value = serde_json::from_str(l).unwrap();
+        if ids.contains(&r["id"].as_str().unwrap()) {
+            let s = &r["sections"];
+            let text: Vec<String> = ["findings", "impression"]
+                .iter()
+                .filter_map(|k| s[k].as_str().map(|t| format!("{}: {t}", k.to_uppercase())))
+                .collect();
+            lines
+                .push_str(&serde_json::json!({"id": r["id"], "text": text.join("\n")}).to_string());
+            lines.push('\n');
+        }
+    }
+    std::fs::write(&cases, lines).unwrap();
+    let out = bin()
+        .args(["predict", "--text-model"])
+        .arg(workspace().join("models/text"))
+        .arg(&cases)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let vocabulary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("models/rules/concepts.json")).unwrap(),
+    )
+    .unwrap();
+    let type_of: std::collections::HashMap<&str, String> = vocabulary["concepts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["heading"].as_str().unwrap(),
+                c["type"].as_str().unwrap().to_uppercase(),
+            )
+        })
+        .collect();
+    let predictions = json_lines(&out.stdout);
+    assert_eq!(predictions.len(), ids.len());
+    let mut entities = 0;
+    for p in &predictions {
+        for e in p["entities"].as_array().unwrap() {
+            let concept = e["concept"].as_str().unwrap();
+            assert_eq!(
+                e["label"].as_str().unwrap(),
+                type_of[concept],
+                "report {}: {e}",
+                p["id"]
+            );
+            entities += 1;
+        }
+    }
+    assert!(entities > 50, "{entities} entities");
 }
 
 /// A real NIH radiograph (oedema, effusion, infiltration, thickening,

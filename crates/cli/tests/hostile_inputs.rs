@@ -2,57 +2,15 @@
 //! inputs that used to crash, hang or read without bound. Each case is
 //! bounded in time, so a regression fails instead of hanging the suite.
 
+mod common;
 use candle_core::{Device, Tensor};
+use common::{bin, exact_entities, run_within, shared, workspace};
 use integrabner_core::bundle::{BundleManifest, FileRole};
 use integrabner_models::quantized::{from_gguf, to_gguf};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_integrabner"))
-}
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn shared(path: &str) -> PathBuf {
-    let p = workspace().join("../shared/data").join(path);
-    assert!(
-        p.exists(),
-        "{} is missing: the data tests need ../shared",
-        p.display()
-    );
-    p
-}
-
-/// Runs `cmd` with `stdin`, failing the test if it takes longer than `limit`.
-fn run_within(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            child.kill().unwrap();
-            panic!("{cmd:?} ran longer than {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    writer.join().unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn run(cmd: &mut Command) -> Output {
     run_within(cmd, b"", Duration::from_secs(120))
@@ -95,6 +53,19 @@ fn flip(path: &Path, positions: impl IntoIterator<Item = usize>) {
         bytes[at] ^= 0x5a;
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+/// Replaces the text file at `path` with `change` of it, which must differ.
+fn rewrite(path: &Path, change: impl FnOnce(&str) -> String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let changed = change(&text);
+    assert_ne!(changed, text, "{} unchanged", path.display());
+    std::fs::write(path, changed).unwrap();
+}
+
+/// Flips 64 bytes spread over the file.
+fn flip_64(path: &Path) {
+    flip(path, (0..64).map(|i| 7_919 * i + 2_048));
 }
 
 /// Rewrites `dir/manifest.json` (and the bundle's, one level up) to match
@@ -193,38 +164,24 @@ fn predict_refuses_a_damaged_bundle_with_the_file_named_and_nothing_written() {
         ),
         (
             "64 bytes of the report model",
-            |m| {
-                flip(
-                    &m.join("text/model.gguf"),
-                    (0..64).map(|i| 7_919 * i + 4_096),
-                )
-            },
+            |m| flip_64(&m.join("text/model.gguf")),
             &["text/model.gguf", "SHA-256 mismatch"],
         ),
         (
             "64 bytes of the image model",
-            |m| {
-                flip(
-                    &m.join("image/model.gguf"),
-                    (0..64).map(|i| 6_007 * i + 2_048),
-                )
-            },
+            |m| flip_64(&m.join("image/model.gguf")),
             &["image/model.gguf", "SHA-256 mismatch"],
         ),
         (
             "every SHA-256 of a manifest zeroed",
             |m| {
-                let path = m.join("text/manifest.json");
-                let text = std::fs::read_to_string(&path).unwrap();
-                let zeroed = text
-                    .lines()
-                    .map(|l| match l.split_once("\"sha256\": \"") {
+                rewrite(&m.join("text/manifest.json"), |text| {
+                    let zero = |l: &str| match l.split_once("\"sha256\": \"") {
                         Some((head, _)) => format!("{head}\"sha256\": \"{}\"", "0".repeat(64)),
                         None => l.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                std::fs::write(path, zeroed).unwrap();
+                    };
+                    text.lines().map(zero).collect::<Vec<_>>().join("\n")
+                })
             },
             &["text/config.json", "SHA-256 mismatch"],
         ),
@@ -236,14 +193,11 @@ fn predict_refuses_a_damaged_bundle_with_the_file_named_and_nothing_written() {
         (
             "token ids swapped in the tokenizer",
             |m| {
-                let path = m.join("text/tokenizer.json");
-                let text = std::fs::read_to_string(&path).unwrap();
-                let swapped = text
-                    .replace("\"lung\":", "\"@@\":")
-                    .replace("\"heart\":", "\"lung\":")
-                    .replace("\"@@\":", "\"heart\":");
-                assert_ne!(swapped, text);
-                std::fs::write(path, swapped).unwrap();
+                rewrite(&m.join("text/tokenizer.json"), |text| {
+                    text.replace("\"lung\":", "\"@@\":")
+                        .replace("\"heart\":", "\"lung\":")
+                        .replace("\"@@\":", "\"heart\":")
+                })
             },
             &["text/tokenizer.json", "SHA-256 mismatch"],
         ),
@@ -408,81 +362,61 @@ fn ids(out: &Output) -> Vec<String> {
         .collect()
 }
 
+/// `dir/reports.tgz` of the folder `dir/ecgen-radiology`, made by the
+/// system's tar as a user would make one.
+fn tgz_of(dir: &Path) -> PathBuf {
+    let archive = dir.join("reports.tgz");
+    let made = Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir)
+        .arg("ecgen-radiology")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    archive
+}
+
+/// A folder `ecgen-radiology` in a new temporary directory with `files`.
+fn openi_folder(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("ecgen-radiology");
+    std::fs::create_dir(&xml).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(xml.join(name), bytes).unwrap();
+    }
+    dir
+}
+
 #[test]
 fn deeply_nested_xml_is_a_problem_naming_the_file_alone_and_in_an_archive() {
-    let dir = tempfile::tempdir().unwrap();
-    let xml = dir.path().join("xml");
-    std::fs::create_dir(&xml).unwrap();
-    std::fs::write(xml.join("1.xml"), report_xml("1")).unwrap();
     let deep = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
-    std::fs::write(xml.join("2.xml"), &deep).unwrap();
-    let out = run(bin().args(["predict", "--rules-only"]).arg(&xml));
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert_eq!(ids(&out), ["1"]);
-    assert!(
-        stderr(&out).contains("2.xml: elements nest deeper than 64"),
-        "{}",
-        stderr(&out)
-    );
-
-    let archive = dir.path().join("reports.tgz");
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        std::fs::File::create(&archive).unwrap(),
-        flate2::Compression::fast(),
-    ));
-    for (name, bytes) in [
-        ("ecgen-radiology/1.xml", report_xml("1").into_bytes()),
-        ("ecgen-radiology/2.xml", deep.into_bytes()),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, name, bytes.as_slice())
-            .unwrap();
+    let dir = openi_folder(&[
+        ("1.xml", report_xml("1").as_bytes()),
+        ("2.xml", deep.as_bytes()),
+    ]);
+    // The folder alone, and the folder as a .tgz.
+    for input in [dir.path().join("ecgen-radiology"), tgz_of(dir.path())] {
+        let out = run(bin().args(["predict", "--rules-only"]).arg(&input));
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert_eq!(ids(&out), ["1"]);
+        assert!(
+            stderr(&out).contains("ecgen-radiology/2.xml: elements nest deeper than 64"),
+            "{}",
+            stderr(&out)
+        );
     }
-    builder.into_inner().unwrap().finish().unwrap();
-    let out = run(bin().args(["predict", "--rules-only"]).arg(&archive));
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert_eq!(ids(&out), ["1"]);
-    assert!(
-        stderr(&out).contains("ecgen-radiology/2.xml: elements nest deeper"),
-        "{}",
-        stderr(&out)
-    );
 }
 
 #[test]
 fn an_oversized_archive_member_is_skipped_unread() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("reports.tgz");
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        std::fs::File::create(&archive).unwrap(),
-        flate2::Compression::fast(),
-    ));
     let huge = 64 * 1024 * 1024;
-    let mut header = tar::Header::new_gnu();
-    header.set_size(huge);
-    header.set_mode(0o644);
-    header.set_cksum();
-    builder
-        .append_data(
-            &mut header,
-            "ecgen-radiology/9.xml",
-            std::io::Read::take(std::io::repeat(b' '), huge),
-        )
-        .unwrap();
-    let report = report_xml("1").into_bytes();
-    let mut header = tar::Header::new_gnu();
-    header.set_size(report.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    builder
-        .append_data(&mut header, "ecgen-radiology/1.xml", report.as_slice())
-        .unwrap();
-    builder.into_inner().unwrap().finish().unwrap();
-    let out = run(bin().args(["predict", "--rules-only"]).arg(&archive));
+    let spaces = vec![b' '; huge];
+    let dir = openi_folder(&[("9.xml", &spaces), ("1.xml", report_xml("1").as_bytes())]);
+    let out = run(bin()
+        .args(["predict", "--rules-only"])
+        .arg(tgz_of(dir.path())));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert_eq!(ids(&out), ["1"]);
     assert!(
@@ -679,25 +613,11 @@ fn invisible_characters_inside_words_do_not_hide_them() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let chars: Vec<char> = text.chars().collect();
-    let entities: Vec<(String, String, String)> = p["entities"]
-        .as_array()
-        .unwrap()
+    let entities: Vec<(String, String, String)> = exact_entities(text, &p)
         .iter()
         .map(|e| {
-            let (start, end) = (
-                e["start"].as_u64().unwrap() as usize,
-                e["end"].as_u64().unwrap() as usize,
-            );
-            assert_eq!(
-                chars[start..end].iter().collect::<String>(),
-                e["text"].as_str().unwrap()
-            );
-            (
-                e["text"].as_str().unwrap().into(),
-                e["concept"].as_str().unwrap().into(),
-                e["assertion"].as_str().unwrap().into(),
-            )
+            let field = |k: &str| e[k].as_str().unwrap().to_string();
+            (field("text"), field("concept"), field("assertion"))
         })
         .collect();
     assert!(

@@ -1,10 +1,10 @@
 //! Property tests on hostile input: the text pipeline, image decoding, the
 //! OpenI XML and `.tgz` readers, and the rule bundle's verification. Each
 //! runs proptest's default budget (256 cases, or `PROPTEST_CASES`); the long
-//! run and its numbers are in BENCHMARKS.md (`PROPTEST_CASES=20000 cargo test --workspace fuzz_`).
+//! run, its command and its numbers are in BENCHMARKS.md.
 
 mod common;
-use common::pipeline;
+use common::{pipeline, tgz};
 use integrabner_core::bundle::{BundleFile, BundleManifest};
 use integrabner_core::image_input::{decode, MAX_IMAGE_PIXELS};
 use integrabner_core::openi::{parse_report_xml, read_tgz, Corpus};
@@ -211,23 +211,6 @@ fn real_reports() -> &'static Vec<(String, Vec<u8>)> {
     })
 }
 
-fn tgz_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::fast(),
-    ));
-    for (name, bytes) in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, name, bytes.as_slice())
-            .unwrap();
-    }
-    builder.into_inner().unwrap().finish().unwrap()
-}
-
 fn edited(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
     for &(at, value) in edits {
         if !bytes.is_empty() {
@@ -276,7 +259,11 @@ proptest! {
     #[test]
     fn fuzz_openi_tgz_never_panics((edits, cut) in edits()) {
         static ARCHIVE: OnceLock<Vec<u8>> = OnceLock::new();
-        let archive = ARCHIVE.get_or_init(|| tgz_of(real_reports()));
+        let archive = ARCHIVE.get_or_init(|| {
+            let entries: Vec<(&str, Vec<u8>)> =
+                real_reports().iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+            tgz(&entries)
+        });
         let bytes = edited(archive.clone(), &edits, cut);
         let mut corpus = Corpus::default();
         if read_tgz(bytes.as_slice(), &mut corpus).is_ok() {

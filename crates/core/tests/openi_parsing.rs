@@ -1,6 +1,10 @@
 //! OpenI reading on generated fixtures: XML, .tgz, CSV, and damaged files.
 
-use integrabner_core::openi::{parse_report_xml, read_csv, read_tgz, Corpus, Projection};
+mod common;
+use common::tgz;
+use integrabner_core::openi::{
+    parse_report_xml, read_csv, read_tgz, read_tgz_within, Corpus, Projection,
+};
 
 fn report_xml(id: &str, findings: &str, impression: &str, mesh: &[&str]) -> String {
     let mesh: String = mesh.iter().map(|m| format!("<major>{m}</major>")).collect();
@@ -49,17 +53,32 @@ fn xml_keeps_sections_coding_and_images() {
         .starts_with("INDICATION: Cough & fever\nCOMPARISON: None.\nFINDINGS: "));
 }
 
-fn tgz(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut b = tar::Builder::new(gz);
-    for (name, data) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, name, data.as_slice()).unwrap();
-    }
-    b.into_inner().unwrap().finish().unwrap()
+#[test]
+fn an_archive_that_inflates_past_its_limit_keeps_what_came_before() {
+    let report = |id: &str| {
+        format!(
+            r#"<eCitation><IUXRId id="{id}"/><AbstractText Label="FINDINGS">Clear.</AbstractText></eCitation>{}"#,
+            " ".repeat(3000)
+        )
+        .into_bytes()
+    };
+    let names: Vec<String> = (1..=4).map(|i| format!("{i}.xml")).collect();
+    let entries: Vec<(&str, Vec<u8>)> = names
+        .iter()
+        .zip(["1", "2", "3", "4"])
+        .map(|(n, id)| (n.as_str(), report(id)))
+        .collect();
+    let mut corpus = Corpus::default();
+    read_tgz_within(tgz(&entries).as_slice(), &mut corpus, 8_000).unwrap();
+    let ids: Vec<&str> = corpus.reports.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["1", "2"]);
+    let last = corpus.problems.last().unwrap();
+    assert_eq!(last.file, "<rest of the archive>");
+    assert!(
+        last.message.contains("inflates to more than 8000 bytes"),
+        "{}",
+        last.message
+    );
 }
 
 #[test]

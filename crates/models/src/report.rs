@@ -461,10 +461,14 @@ impl ReportTagger {
             let assertion: Vec<Vec<f32>> =
                 candle_nn::ops::softmax(&self.model.assertion_logits(&hidden, &pool)?, D::Minus1)?
                     .to_vec2()?;
-            for ((words, label, score), a) in found.into_iter().zip(assertion) {
+            for ((words, _, score), a) in found.into_iter().zip(assertion) {
                 let Some(concept) = rules.labeler.link(&doc.tokens[words.clone()]) else {
                     continue;
                 };
+                // The label is the linked concept's type, as in every other
+                // source: the tagger's own type decided where the span is,
+                // but a DISEASE entity coded `Pleura` would contradict itself.
+                let label = rules.vocab.concept(concept).concept_type.label();
                 let chars = doc.char_range(&words);
                 let (class, _) = argmax(&a);
                 doc.spans.push(Span {
