@@ -45,11 +45,11 @@ fn App() -> impl IntoView {
         state.notice.set(None);
         let inputs = state.inputs_on_screen();
         let text = inputs.text.clone();
-        let image = inputs
+        let image = state
             .image
-            .is_some()
-            .then(|| state.image.get_untracked().map(|i| i.request))
-            .flatten();
+            .get_untracked()
+            .filter(|_| inputs.image.is_some())
+            .map(|i| i.request);
         if text.trim().is_empty() && image.is_none() {
             let msg = if state.image.get_untracked().is_some() {
                 "Type or paste a report: this bundle has no image model, so an image alone gives no findings."

@@ -112,9 +112,10 @@ impl AppState {
         let report = RwSignal::new(String::new());
         let result: RwSignal<Option<Analysis>> = RwSignal::new(None);
         let image: RwSignal<Option<ImageView>> = RwSignal::new(None);
+        // Cloned only when it is shown: typing makes it stale at each key.
         let shown = Memo::new(move |_| {
             let on_screen = inputs_of(&report.get(), image.get().as_ref(), bundle.get().as_ref());
-            result.get().filter(|a| a.inputs == on_screen)
+            result.with(|r| r.as_ref().filter(|a| a.inputs == on_screen).cloned())
         });
         Self {
             phase: RwSignal::new(Phase::Loading),

@@ -110,6 +110,7 @@ pub fn load_tensors(dir: &Path, device: &Device) -> Result<HashMap<String, Tenso
             std::fs::read(&gguf).with_context(|| format!("cannot read {}", gguf.display()))?;
         return tensors_from_gguf(&bytes, device);
     }
+    // `from_gguf` checks its tensors itself; these formats are checked here.
     let raw: Vec<(String, Tensor)> = if safetensors.exists() {
         candle_core::safetensors::load(&safetensors, device)
             .with_context(|| format!("cannot read {}", safetensors.display()))?
@@ -124,7 +125,11 @@ pub fn load_tensors(dir: &Path, device: &Device) -> Result<HashMap<String, Tenso
             dir.display()
         );
     };
-    normalized(raw, device)
+    let tensors = normalized(raw, device)?;
+    for (name, tensor) in &tensors {
+        integrabner_models::quantized::check_finite(name, tensor)?;
+    }
+    Ok(tensors)
 }
 
 /// The tensors of GGUF bytes (a shipped model's `model.gguf`), named as
@@ -136,8 +141,7 @@ pub fn tensors_from_gguf(bytes: &[u8], device: &Device) -> Result<HashMap<String
     )
 }
 
-/// Tensors under their normalized names, as f32 on `device`, each checked
-/// to be finite.
+/// Tensors under their normalized names, as f32 on `device`.
 fn normalized(
     raw: impl IntoIterator<Item = (String, Tensor)>,
     device: &Device,
@@ -145,9 +149,7 @@ fn normalized(
     let mut tensors = HashMap::new();
     for (name, tensor) in raw {
         if let Some(name) = normalize_name(&name) {
-            let tensor = tensor.to_dtype(DType::F32)?.to_device(device)?;
-            integrabner_models::quantized::check_finite(&name, &tensor)?;
-            tensors.insert(name, tensor);
+            tensors.insert(name, tensor.to_dtype(DType::F32)?.to_device(device)?);
         }
     }
     Ok(tensors)
