@@ -201,7 +201,7 @@ fn read_openi(bytes: &[u8], images: &[String]) -> Result<Parsed, String> {
         });
         parsed
             .cases
-            .push(Case::new(format!("CXR{}", report.id), report.text(), image));
+            .push(Case::new(report.id.clone(), report.text(), image));
     }
     Ok(parsed)
 }

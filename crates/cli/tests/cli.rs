@@ -146,7 +146,7 @@ fn ingest_reads_xml_and_csv_layouts_alike() {
     assert!(xml.len() > 3000, "{}", xml.len());
     let find =
         |v: &[serde_json::Value], id: &str| v.iter().find(|r| r["id"] == id).cloned().unwrap();
-    let (a, b) = (find(&xml, "2"), find(&csv, "2"));
+    let (a, b) = (find(&xml, "CXR2"), find(&csv, "CXR2"));
     assert_eq!(a["sections"]["findings"], b["sections"]["findings"]);
     assert_eq!(a["mesh"], b["mesh"]);
     assert_eq!(a["mesh"][0]["heading"], "Cardiomegaly");
@@ -154,7 +154,7 @@ fn ingest_reads_xml_and_csv_layouts_alike() {
     // the XML layout takes projections from indiana_projections.csv beside it,
     // also for report 1, whose XML image ids carry an extra `1_`
     assert_eq!(a["images"][0]["projection"], "frontal");
-    let one = find(&xml, "1");
+    let one = find(&xml, "CXR1");
     assert_eq!(one["images"][0]["id"], "CXR1_1_IM-0001-3001");
     assert_eq!(one["images"][0]["projection"], "lateral");
 }
@@ -470,7 +470,8 @@ fn predict_uses_the_report_model_when_given() {
 #[test]
 fn report_model_entities_carry_their_concepts_type() {
     let ids = [
-        "4", "9", "25", "66", "104", "116", "212", "230", "253", "355", "382",
+        "CXR4", "CXR9", "CXR25", "CXR66", "CXR104", "CXR116", "CXR212", "CXR230", "CXR253",
+        "CXR355", "CXR382",
     ];
     let dir = tempfile::tempdir().unwrap();
     let cases = dir.path().join("cases.jsonl");
@@ -697,7 +698,8 @@ fn predict_pairs_openi_images_in_both_naming_layouts() {
     let xml = run(xml_dir.clone(), &png_dir);
     let csv = run(dir.path().join("indiana_reports.csv"), &csv_png_dir);
     for p in [&xml, &csv] {
-        assert_eq!(p["id"], "1");
+        // Both layouts name the report by OpenI's uId, as review mode does.
+        assert_eq!(p["id"], "CXR1");
         assert!(p["scores"]["abnormal"].as_f64().is_some(), "{p}");
         assert!(p["scores"]["Pleural Effusion"].as_f64().is_some(), "{p}");
         assert!(p["entities"].as_array().unwrap().len() >= 2, "{p}");

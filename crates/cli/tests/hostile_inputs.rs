@@ -400,7 +400,7 @@ fn deeply_nested_xml_is_a_problem_naming_the_file_alone_and_in_an_archive() {
     for input in [dir.path().join("ecgen-radiology"), tgz_of(dir.path())] {
         let out = run(bin().args(["predict", "--rules-only"]).arg(&input));
         assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-        assert_eq!(ids(&out), ["1"]);
+        assert_eq!(ids(&out), ["CXR1"]);
         assert!(
             stderr(&out).contains("ecgen-radiology/2.xml: elements nest deeper than 64"),
             "{}",
@@ -418,7 +418,7 @@ fn an_oversized_archive_member_is_skipped_unread() {
         .args(["predict", "--rules-only"])
         .arg(tgz_of(dir.path())));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert_eq!(ids(&out), ["1"]);
+    assert_eq!(ids(&out), ["CXR1"]);
     assert!(
         stderr(&out).contains(&format!(
             "ecgen-radiology/9.xml: {huge} bytes of XML; at most 4194304"
@@ -445,7 +445,7 @@ fn link_loops_fifos_devices_and_sparse_files_neither_hang_nor_flood() {
         Duration::from_secs(30),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(ids(&out), ["1", "2"], "each real report once");
+    assert_eq!(ids(&out), ["CXR1", "CXR2"], "each real report once");
     assert!(
         stderr(&out).contains("links to a directory; not followed"),
         "{}",

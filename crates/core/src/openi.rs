@@ -89,7 +89,8 @@ pub struct Sections {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    /// The numeric report id (`1` for `CXR1` / `1.xml` / CSV uid 1).
+    /// OpenI's report id, its `uId` (`CXR1` for `CXR1` / `1.xml` / CSV
+    /// uid 1): the id of every tool's output.
     pub id: String,
     pub sections: Sections,
     /// The manual MeSH coding (`<major>`), the gold standard.
@@ -189,7 +190,7 @@ impl Corpus {
     /// Sorts reports by numeric id so that output order is stable.
     pub fn sort(&mut self) {
         self.reports
-            .sort_by_key(|r| (r.id.parse::<u64>().unwrap_or(u64::MAX), r.id.clone()));
+            .sort_by_key(|r| (report_number(&r.id), r.id.clone()));
     }
 }
 
@@ -266,20 +267,17 @@ pub fn parse_report_xml(xml: &str) -> Result<Report, String> {
     let doc = roxmltree::Document::parse_with_options(xml, options)
         .map_err(|e| format!("malformed XML: {e}"))?;
     let root = doc.root_element();
-    let id = root
-        .descendants()
-        .find(|n| n.has_tag_name("IUXRId"))
-        .and_then(|n| n.attribute("id"))
-        .or_else(|| {
-            root.descendants()
-                .find(|n| n.has_tag_name("uId"))
-                .and_then(|n| n.attribute("id"))
-                .map(|u| u.trim_start_matches("CXR"))
-        })
-        .filter(|id| !id.trim().is_empty())
-        .ok_or("no report id (<IUXRId> or <uId>)")?
-        .trim()
-        .to_string();
+    let attribute = |tag: &str| {
+        root.descendants()
+            .find(|n| n.has_tag_name(tag))
+            .and_then(|n| n.attribute("id"))
+            .filter(|id| !id.trim().is_empty())
+    };
+    let id = report_uid(
+        attribute("uId")
+            .or_else(|| attribute("IUXRId"))
+            .ok_or("no report id (<uId> or <IUXRId>)")?,
+    );
     let mut sections = Sections::default();
     for node in root
         .descendants()
@@ -421,6 +419,26 @@ pub fn read_tgz_within<R: Read>(reader: R, corpus: &mut Corpus, limit: u64) -> R
     Ok(())
 }
 
+/// OpenI's `uId` of a report id in any layout: `CXR8` for the XML's
+/// `<uId id="CXR8">`, its `<IUXRId id="8">`, file `8.xml` and CSV uid 8.
+pub fn report_uid(id: &str) -> String {
+    let id = id.trim();
+    if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+        format!("CXR{id}")
+    } else {
+        id.to_string()
+    }
+}
+
+/// The number of a report id (8 for `CXR8`): what reports are ordered and
+/// split by. An id without one sorts last.
+pub fn report_number(id: &str) -> u64 {
+    id.trim()
+        .trim_start_matches("CXR")
+        .parse()
+        .unwrap_or(u64::MAX)
+}
+
 /// The OpenI image id of a CSV-layout file name: `2_IM-0652-1001.dcm.png`
 /// becomes `CXR2_IM-0652-1001`, as in the XML. (Report 1 alone is named
 /// `CXR1_1_IM-…` in the XML; compare images by `image_key` to be safe.)
@@ -446,13 +464,10 @@ pub fn read_projections<P: Read>(
             Some("Lateral") => Some(Projection::Lateral),
             _ => None,
         };
-        images
-            .entry(uid.trim().to_string())
-            .or_default()
-            .push(ImageRef {
-                id: image_id_from_csv_name(file.trim()),
-                projection,
-            });
+        images.entry(report_uid(uid)).or_default().push(ImageRef {
+            id: image_id_from_csv_name(file.trim()),
+            projection,
+        });
     }
     Ok(images)
 }
@@ -515,11 +530,12 @@ pub fn read_csv<R: Read, P: Read>(
                 continue;
             }
         };
-        let id = rec.get(uid).unwrap_or("").trim().to_string();
-        if id.is_empty() {
+        let raw = rec.get(uid).unwrap_or("").trim();
+        if raw.is_empty() {
             corpus.skip(&file, "no uid".into());
             continue;
         }
+        let id = report_uid(raw);
         let get = |c: Option<usize>| c.and_then(|c| rec.get(c)).and_then(clean);
         let sections = Sections {
             indication: get(text_cols[0]),

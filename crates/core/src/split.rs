@@ -1,9 +1,11 @@
 //! The deterministic train / validation / test split of OpenI by report id.
 //!
-//! Recipe (version 1): bucket = first 8 bytes of SHA-256(`openi-split-v1:` + id)
-//! read big-endian, modulo 10; buckets 0–7 train, 8 validation, 9 test.
+//! Recipe (version 1): bucket = first 8 bytes of SHA-256(`openi-split-v1:` + n)
+//! read big-endian, modulo 10, where n is the report's number (`8` for
+//! `CXR8`); buckets 0–7 train, 8 validation, 9 test.
 //! The split depends on the id alone, so adding reports never moves others.
 
+use crate::openi::{report_number, report_uid};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -48,9 +50,11 @@ fn bucket(version: &str, id: &str) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) % 10
 }
 
-/// The split a report id belongs to.
+/// The split a report belongs to, by its id (`CXR8`; the bare number `8`
+/// names the same report).
 pub fn split_of(report_id: &str) -> Split {
-    match bucket(SPLIT_VERSION, report_id) {
+    let id = report_id.trim();
+    match bucket(SPLIT_VERSION, id.strip_prefix("CXR").unwrap_or(id)) {
         0..=7 => Split::Train,
         8 => Split::Validation,
         _ => Split::Test,
@@ -66,14 +70,14 @@ pub fn nih_split_of(patient_id: &str) -> Split {
     }
 }
 
-/// Renders the split file: a header, then `id<TAB>split` sorted by numeric id.
+/// Renders the split file: a header, then `id<TAB>split` sorted by report number.
 pub fn render_split_file<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
-    let mut ids: Vec<&str> = ids.into_iter().collect();
-    ids.sort_by_key(|id| (id.parse::<u64>().unwrap_or(u64::MAX), id.to_string()));
+    let mut ids: Vec<String> = ids.into_iter().map(report_uid).collect();
+    ids.sort_by_key(|id| (report_number(id), id.clone()));
     ids.dedup();
-    let mut out = format!("# {SPLIT_VERSION}: bucket = SHA-256(\"{SPLIT_VERSION}:\" + id)[0..8] big-endian mod 10; 0-7 train, 8 validation, 9 test\nid\tsplit\n");
+    let mut out = format!("# {SPLIT_VERSION}: bucket = SHA-256(\"{SPLIT_VERSION}:\" + n)[0..8] big-endian mod 10, n the number of id CXRn; 0-7 train, 8 validation, 9 test\nid\tsplit\n");
     for id in ids {
-        out.push_str(&format!("{id}\t{}\n", split_of(id).as_str()));
+        out.push_str(&format!("{id}\t{}\n", split_of(&id).as_str()));
     }
     out
 }
@@ -89,7 +93,8 @@ pub fn parse_split_file(text: &str) -> Result<Vec<(String, Split)>, String> {
                 .ok_or_else(|| format!("split file line {}: expected id<TAB>split", n + 1))?;
             let split = Split::parse(split.trim())
                 .ok_or_else(|| format!("split file line {}: unknown split {split:?}", n + 1))?;
-            Ok((id.to_string(), split))
+            // Files written before ids were OpenI's uIds list bare numbers.
+            Ok((report_uid(id), split))
         })
         .collect()
 }
@@ -107,6 +112,23 @@ mod tests {
         for (id, s) in parsed {
             assert_eq!(s, split_of(&id));
         }
+    }
+
+    #[test]
+    fn a_uid_and_its_number_are_one_report() {
+        for n in 1..=300 {
+            assert_eq!(split_of(&format!("CXR{n}")), split_of(&n.to_string()));
+        }
+        let file = render_split_file(["10", "CXR2"]);
+        let ids: Vec<String> = parse_split_file(&file)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, ["CXR2", "CXR10"]);
+        // A file of bare numbers (before uIds) reads as uIds.
+        let old = parse_split_file("id\tsplit\n8\ttest\n").unwrap();
+        assert_eq!(old, [("CXR8".to_string(), Split::Test)]);
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn xml_keeps_sections_coding_and_images() {
         ],
     );
     let r = parse_report_xml(&xml).unwrap();
-    assert_eq!(r.id, "7");
+    assert_eq!(r.id, "CXR7");
     assert_eq!(r.sections.indication.as_deref(), Some("Cough & fever"));
     assert_eq!(r.sections.findings.as_deref(), Some("Streaky opacity."));
     assert_eq!(r.mesh[0].heading, "Opacity");
@@ -71,7 +71,7 @@ fn an_archive_that_inflates_past_its_limit_keeps_what_came_before() {
     let mut corpus = Corpus::default();
     read_tgz_within(tgz(&entries).as_slice(), &mut corpus, 8_000).unwrap();
     let ids: Vec<&str> = corpus.reports.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(ids, ["1", "2"]);
+    assert_eq!(ids, ["CXR1", "CXR2"]);
     let last = corpus.problems.last().unwrap();
     assert_eq!(last.file, "<rest of the archive>");
     assert!(
@@ -98,7 +98,7 @@ fn damaged_files_are_named_skipped_and_counted() {
     let mut corpus = Corpus::default();
     read_tgz(archive.as_slice(), &mut corpus).unwrap();
     let ids: Vec<&str> = corpus.reports.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(ids, ["1", "2"]);
+    assert_eq!(ids, ["CXR1", "CXR2"]);
     assert_eq!(corpus.skipped(), 3);
     let msg = |f: &str| {
         corpus
