@@ -23,7 +23,7 @@ pub fn prediction_csv(p: &Prediction) -> String {
                 "",
                 "present",
                 &format!("{:.4}", f.probability),
-                &json_name(&f.source),
+                f.source.as_str(),
                 "",
                 "",
                 "",
@@ -37,8 +37,8 @@ pub fn prediction_csv(p: &Prediction) -> String {
                 "entity",
                 e.concept.as_deref().unwrap_or(""),
                 "",
-                &json_name(&e.label),
-                &json_name(&e.assertion),
+                e.label.entity_label(),
+                e.assertion.as_str(),
                 &format!("{:.4}", e.score),
                 &e.source,
                 &e.start.to_string(),
@@ -48,14 +48,6 @@ pub fn prediction_csv(p: &Prediction) -> String {
         );
     }
     out
-}
-
-/// The name serde gives a unit enum variant, so CSV and JSON agree.
-fn json_name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        other => panic!("expected a string-valued enum, got {other:?}"),
-    }
 }
 
 /// Quotes every field that needs it (RFC 4180), and defuses cells that a

@@ -4,6 +4,7 @@
 //! `ToWorker::CheckImage`), never inside it.
 
 use integrabner_core::Prediction;
+use integrabner_models::engine::Evidence;
 use serde::{Deserialize, Serialize};
 
 /// Path of the worker's loader script, relative to the page.
@@ -80,6 +81,7 @@ pub enum FromWorker {
     Result {
         request: u32,
         prediction: Prediction,
+        evidence: Evidence,
         /// Said to the user beside the result (the rules stood in for the model).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,

@@ -3,7 +3,8 @@
 //! or oversized image is refused with a reason before the page shows it.
 
 use super::state::AppState;
-use super::worker_client::WorkerClient;
+use super::worker_client::{ReplyError, WorkerClient};
+use crate::protocol::FromWorker;
 use integrabner_core::HeatMap;
 use js_sys::Uint8Array;
 use leptos::prelude::*;
@@ -39,17 +40,31 @@ fn accept(state: AppState, client: StoredValue<WorkerClient, LocalStorage>, file
                 return;
             }
         };
-        match client.with_value(|c| c.check_image(&name, &bytes)) {
-            Some(request) => state.pending_image.set(Some((Some(request), url, name))),
-            None => {
-                if still_ours(&url) {
-                    state.pending_image.set(None);
-                }
-                let _ = Url::revoke_object_url(&url);
-                state
-                    .notice
-                    .set(Some("The analysis worker is not running.".into()))
+        let Some(sent) = client.with_value(|c| c.check_image(&name, &bytes)) else {
+            if still_ours(&url) {
+                state.pending_image.set(None);
             }
+            let _ = Url::revoke_object_url(&url);
+            state
+                .notice
+                .set(Some("The analysis worker is not running.".into()));
+            return;
+        };
+        let request = sent.request;
+        state.pending_image.set(Some((Some(request), url, name)));
+        match sent.reply().await {
+            Ok(FromWorker::ImageChecked {
+                width,
+                height,
+                sha256,
+                ..
+            }) => state.image_checked(request, width, height, sha256),
+            Ok(other) => state.request_failed(
+                Some(request),
+                &ReplyError::Unexpected(format!("{other:?}")).to_string(),
+            ),
+            Err(ReplyError::Stopped) => state.forget_request(request),
+            Err(e) => state.request_failed(Some(request), &e.to_string()),
         }
     });
 }
@@ -133,7 +148,7 @@ pub fn ImageViewer(state: AppState) -> impl IntoView {
                                     {move || {
                                         state
                                             .shown
-                                            .with(|r| r.as_ref().and_then(|a| a.prediction.scores.get("abnormal").copied()))
+                                            .with(|r| r.as_ref().and_then(|a| a.evidence.abnormal))
                                             .map(|p| format!(" · image model: abnormal {:.0}%", p * 100.0))
                                     }}
                                 </span>

@@ -13,7 +13,7 @@ use crate::samples::SAMPLES;
 use leptos::ev;
 use leptos::prelude::*;
 use state::{AppState, Phase};
-use worker_client::WorkerClient;
+use worker_client::{ReplyError, WorkerClient};
 
 pub fn mount() {
     console_error_panic_hook::set_once();
@@ -81,16 +81,24 @@ fn App() -> impl IntoView {
                 return;
             }
         }
-        match client.with_value(|c| c.analyze("report", text.clone(), image)) {
-            Some(request) => {
-                state.phase.set(Phase::Busy);
-                state.status_text.set("Analysing…".into());
-                state.pending.set(Some((request, inputs)));
-            }
-            None => state
+        let Some(sent) = client.with_value(|c| c.analyze("report", text.clone(), image)) else {
+            state
                 .notice
-                .set(Some("The analysis worker is not running.".into())),
-        }
+                .set(Some("The analysis worker is not running.".into()));
+            return;
+        };
+        let request = sent.request;
+        state.phase.set(Phase::Busy);
+        state.status_text.set("Analysing…".into());
+        state.pending.set(Some((request, inputs)));
+        wasm_bindgen_futures::spawn_local(async move {
+            match WorkerClient::analysed(sent).await {
+                Ok(a) => state.finish_analysis(a),
+                // The crash has its notice, and the restarted worker its status.
+                Err(ReplyError::Stopped) => state.forget_request(request),
+                Err(e) => state.request_failed(Some(request), &e.to_string()),
+            }
+        });
     };
 
     let keydown = window_event_listener(ev::keydown, move |ev| {

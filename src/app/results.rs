@@ -6,26 +6,10 @@ use super::state::{Analysis, AppState};
 use crate::export::{prediction_csv, prediction_json};
 use crate::highlight::{segments, Segment};
 use crate::table::{rows, Sort, SortKey};
-use integrabner_core::{Assertion, Entity, EntityLabel, FindingSource};
+use integrabner_core::{Entity, FindingSource};
+use integrabner_models::engine::{Evidence, FusedParts};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
-
-pub(super) fn label_name(label: EntityLabel) -> &'static str {
-    match label {
-        EntityLabel::Anatomy => "ANATOMY",
-        EntityLabel::Disease => "DISEASE",
-        EntityLabel::Finding => "FINDING",
-        EntityLabel::Device => "DEVICE",
-    }
-}
-
-pub(super) fn assertion_name(a: Assertion) -> &'static str {
-    match a {
-        Assertion::Present => "present",
-        Assertion::Absent => "absent",
-        Assertion::Uncertain => "uncertain",
-    }
-}
 
 #[component]
 pub fn Results(state: AppState) -> impl IntoView {
@@ -106,10 +90,7 @@ pub fn Results(state: AppState) -> impl IntoView {
                     shown
                         .into_iter()
                         .map(|f| {
-                            let source = serde_json::to_value(f.source)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_string))
-                                .unwrap_or_default();
+                            let source = f.source.as_str().to_string();
                             let source_attr = source.clone();
                             let has_map = matches!(f.source, FindingSource::Image | FindingSource::Fusion)
                                 && state
@@ -119,7 +100,7 @@ pub fn Results(state: AppState) -> impl IntoView {
                             let parts = if f.source == FindingSource::Fusion {
                                 state
                                     .shown
-                                    .with(|r| r.as_ref().map(|a| fused_parts(&a.prediction.scores, &f.concept)))
+                                    .with(|r| r.as_ref().map(|a| fused_parts(&a.evidence, &f.concept)))
                                     .unwrap_or_default()
                             } else {
                                 String::new()
@@ -156,16 +137,25 @@ pub fn Results(state: AppState) -> impl IntoView {
 }
 
 /// What the report model and the image model each said of a fused concept.
-fn fused_parts(scores: &std::collections::BTreeMap<String, f32>, concept: &str) -> String {
-    let part = |model: &str| {
-        scores
-            .get(&format!("{model}:{concept}"))
-            .map(|p| format!("{:.0}%", p * 100.0))
-    };
-    match (part("text"), part("image")) {
-        (Some(t), Some(i)) => format!("fused from report {t} and image {i}"),
-        (Some(t), None) => format!("report {t}; the image model does not score this concept"),
-        _ => String::new(),
+fn fused_parts(evidence: &Evidence, concept: &str) -> String {
+    let percent = |p: f32| format!("{:.0}%", p * 100.0);
+    match evidence.fused.iter().find(|f| f.concept == concept) {
+        Some(FusedParts {
+            text,
+            image: Some(image),
+            ..
+        }) => format!(
+            "fused from report {} and image {}",
+            percent(*text),
+            percent(*image)
+        ),
+        Some(FusedParts {
+            text, image: None, ..
+        }) => format!(
+            "report {}; the image model does not score this concept",
+            percent(*text)
+        ),
+        None => String::new(),
     }
 }
 
@@ -255,8 +245,8 @@ fn highlighted(a: &Analysis) -> impl IntoView {
 }
 
 pub(super) fn entity_mark(text: String, e: &Entity) -> impl IntoView {
-    let label = label_name(e.label);
-    let assertion = assertion_name(e.assertion);
+    let label = e.label.entity_label();
+    let assertion = e.assertion.as_str();
     let concept = e.concept.clone().unwrap_or_default();
     let details = format!(
         "{} · {} · {} · confidence {:.0}% · source {}",

@@ -1,8 +1,10 @@
 //! Everything the page shows, as signals; the worker client and the views
 //! both go through these methods, so the status rules live in one place.
 
+use super::worker_client::Analysed;
 use crate::protocol::BundleOrigin;
 use integrabner_core::Prediction;
+use integrabner_models::engine::Evidence;
 use leptos::prelude::*;
 
 /// The `data-state` of `#status`.
@@ -57,6 +59,7 @@ pub struct Analysis {
     pub request: u32,
     pub inputs: Inputs,
     pub prediction: Prediction,
+    pub evidence: Evidence,
     pub elapsed_ms: f64,
 }
 
@@ -155,7 +158,16 @@ impl AppState {
         }
     }
 
-    pub fn finish_analysis(&self, request: u32, prediction: Prediction, elapsed_ms: f64) {
+    /// Shows an analysis when it answers the request still pending, with
+    /// its note (the rules stood in for a model) as the notice.
+    pub fn finish_analysis(&self, analysed: Analysed) {
+        let Analysed {
+            request,
+            prediction,
+            evidence,
+            note,
+            elapsed_ms,
+        } = analysed;
         let Some((pending, inputs)) = self.pending.get_untracked() else {
             return;
         };
@@ -170,12 +182,29 @@ impl AppState {
             request,
             inputs,
             prediction,
+            evidence,
             elapsed_ms,
         }));
         self.set_phase(
             Phase::Ready,
             &format!("Analysed: {n} entities in {elapsed_ms:.1} ms"),
         );
+        if let Some(note) = note {
+            self.notice.set(Some(capitalized(&note)));
+        }
+    }
+
+    /// Drops a request the worker will never answer (it stopped): the
+    /// crash notice and the new worker's status say what happened.
+    pub fn forget_request(&self, request: u32) {
+        if self.pending.get_untracked().map(|(r, _)| r) == Some(request) {
+            self.pending.set(None);
+        }
+        let image = self.pending_image.get_untracked();
+        if let Some((_, url, _)) = image.filter(|(r, _, _)| *r == Some(request)) {
+            let _ = web_sys::Url::revoke_object_url(&url);
+            self.pending_image.set(None);
+        }
     }
 
     /// A refused report or image. Nothing from before it stays on screen as

@@ -5,6 +5,7 @@ use super::state::{AppState, Phase};
 use crate::protocol::{ErrorScope, FromWorker, ToWorker, WORKER_SCRIPT};
 use futures_channel::oneshot;
 use integrabner_core::Prediction;
+use integrabner_models::engine::Evidence;
 use js_sys::{Array, Uint8Array};
 use leptos::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -27,15 +28,61 @@ struct Inner {
     running: RefCell<Option<Running>>,
     next_request: Cell<u32>,
     crashes: Cell<u32>,
-    /// Requests whose reply goes to an awaiting caller (the review session)
-    /// instead of the page state. Dropped senders tell the caller the worker
-    /// is gone.
+    /// Every request's awaiting caller. Dropped senders tell the caller the
+    /// worker is gone.
     waiters: RefCell<HashMap<u32, oneshot::Sender<FromWorker>>>,
 }
 
-const NOT_RUNNING: &str = "the analysis worker is not running";
-/// The error of an awaited request whose worker stopped before replying.
-pub const WORKER_STOPPED: &str = "the analysis worker stopped before it answered";
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyError {
+    /// There is no worker to ask (it could not start, or stopped for good).
+    NotRunning,
+    /// The worker stopped (crashed or was restarted) before it answered;
+    /// the crash has its own notice.
+    Stopped,
+    /// The worker refused the request, saying why.
+    Refused(String),
+    /// The worker answered with a reply of another request kind.
+    Unexpected(String),
+}
+
+impl std::fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Self::NotRunning => f.write_str("the analysis worker is not running"),
+            Self::Stopped => f.write_str("the analysis worker stopped before it answered"),
+            Self::Refused(why) => f.write_str(why),
+            Self::Unexpected(what) => write!(f, "unexpected reply from the worker: {what}"),
+        }
+    }
+}
+
+/// A request on its way to the worker: its number, and its reply to await.
+pub struct Sent {
+    pub request: u32,
+    reply: oneshot::Receiver<FromWorker>,
+}
+
+impl Sent {
+    /// The worker's reply; its refusal is an `Err`.
+    pub async fn reply(self) -> Result<FromWorker, ReplyError> {
+        match self.reply.await {
+            Ok(FromWorker::Error { message, .. }) => Err(ReplyError::Refused(message)),
+            Ok(reply) => Ok(reply),
+            Err(_) => Err(ReplyError::Stopped),
+        }
+    }
+}
+
+/// What the worker made of a case.
+pub struct Analysed {
+    pub request: u32,
+    pub prediction: Prediction,
+    pub evidence: Evidence,
+    pub note: Option<String>,
+    pub elapsed_ms: f64,
+}
 
 #[derive(Clone)]
 pub struct WorkerClient {
@@ -110,9 +157,26 @@ impl WorkerClient {
         n
     }
 
+    /// Posts `message` (with `transfer`red buffers) and registers its
+    /// awaited reply before anything can answer it.
+    fn send(&self, request: u32, message: &ToWorker, transfer: Option<&JsValue>) -> Option<Sent> {
+        let json = JsValue::from_str(&message.to_json());
+        let running = self.inner.running.borrow();
+        let worker = &running.as_ref()?.worker;
+        match transfer {
+            Some(buffer) => worker
+                .post_message_with_transfer(&Array::of2(&json, buffer), &Array::of1(buffer))
+                .ok()?,
+            None => worker.post_message(&json).ok()?,
+        }
+        let (send, reply) = oneshot::channel();
+        self.inner.waiters.borrow_mut().insert(request, send);
+        Some(Sent { request, reply })
+    }
+
     /// Asks for a case: the report `text` and the image the worker checked
     /// as request `image`.
-    pub fn analyze(&self, id: &str, text: String, image: Option<u32>) -> Option<u32> {
+    pub fn analyze(&self, id: &str, text: String, image: Option<u32>) -> Option<Sent> {
         let request = self.next_request();
         let message = ToWorker::Analyze {
             request,
@@ -120,65 +184,61 @@ impl WorkerClient {
             text,
             image,
         };
-        let running = self.inner.running.borrow();
-        running
-            .as_ref()?
-            .worker
-            .post_message(&JsValue::from_str(&message.to_json()))
-            .ok()?;
-        Some(request)
+        self.send(request, &message, None)
     }
 
     /// Sends the image's bytes (transferred, not copied) for checking.
-    pub fn check_image(&self, name: &str, bytes: &Uint8Array) -> Option<u32> {
+    pub fn check_image(&self, name: &str, bytes: &Uint8Array) -> Option<Sent> {
         let request = self.next_request();
         let message = ToWorker::CheckImage {
             request,
             name: name.to_string(),
         };
-        let buffer = bytes.buffer();
-        let parts = Array::of2(&JsValue::from_str(&message.to_json()), &buffer);
-        let running = self.inner.running.borrow();
-        running
-            .as_ref()?
-            .worker
-            .post_message_with_transfer(&parts, &Array::of1(&buffer))
-            .ok()?;
-        Some(request)
-    }
-
-    /// The worker's reply to `request`, for callers that await it.
-    async fn reply(&self, request: u32) -> Result<FromWorker, String> {
-        let (send, receive) = oneshot::channel();
-        self.inner.waiters.borrow_mut().insert(request, send);
-        match receive.await {
-            Ok(FromWorker::Error { message, .. }) => Err(message),
-            Ok(reply) => Ok(reply),
-            Err(_) => Err(WORKER_STOPPED.into()),
-        }
+        self.send(request, &message, Some(&bytes.buffer()))
     }
 
     /// Checks an image and keeps it in the worker for the next analysis;
     /// returns the request that names it.
-    pub async fn checked_image(&self, name: &str, bytes: &Uint8Array) -> Result<u32, String> {
-        let request = self.check_image(name, bytes).ok_or(NOT_RUNNING)?;
-        match self.reply(request).await? {
-            FromWorker::ImageChecked { .. } => Ok(request),
-            other => Err(format!("unexpected reply from the worker: {other:?}")),
+    pub async fn checked_image(&self, name: &str, bytes: &Uint8Array) -> Result<u32, ReplyError> {
+        let sent = self
+            .check_image(name, bytes)
+            .ok_or(ReplyError::NotRunning)?;
+        match sent.reply().await? {
+            FromWorker::ImageChecked { request, .. } => Ok(request),
+            other => Err(ReplyError::Unexpected(format!("{other:?}"))),
         }
     }
 
-    /// Analyses a case and returns the prediction, without touching the page.
-    pub async fn prediction(
+    /// Analyses a case.
+    pub async fn analysis(
         &self,
         id: &str,
         text: String,
         image: Option<u32>,
-    ) -> Result<Prediction, String> {
-        let request = self.analyze(id, text, image).ok_or(NOT_RUNNING)?;
-        match self.reply(request).await? {
-            FromWorker::Result { prediction, .. } => Ok(prediction),
-            other => Err(format!("unexpected reply from the worker: {other:?}")),
+    ) -> Result<Analysed, ReplyError> {
+        let sent = self
+            .analyze(id, text, image)
+            .ok_or(ReplyError::NotRunning)?;
+        Self::analysed(sent).await
+    }
+
+    /// The analysis a sent `Analyze` request answers with.
+    pub async fn analysed(sent: Sent) -> Result<Analysed, ReplyError> {
+        match sent.reply().await? {
+            FromWorker::Result {
+                request,
+                prediction,
+                evidence,
+                note,
+                elapsed_ms,
+            } => Ok(Analysed {
+                request,
+                prediction,
+                evidence,
+                note,
+                elapsed_ms,
+            }),
+            other => Err(ReplyError::Unexpected(format!("{other:?}"))),
         }
     }
 
@@ -238,28 +298,12 @@ impl WorkerClient {
                 }));
                 state.set_phase(Phase::Ready, "Models ready");
             }
-            FromWorker::Result {
-                request,
-                prediction,
-                note,
-                elapsed_ms,
-            } => {
-                self.inner.crashes.set(0);
-                state.finish_analysis(request, prediction, elapsed_ms);
-                if note.is_some() {
-                    state
-                        .notice
-                        .set(note.map(|n| super::state::capitalized(&n)));
-                }
-            }
-            FromWorker::ImageChecked {
-                request,
-                width,
-                height,
-                sha256,
-            } => state.image_checked(request, width, height, sha256),
-            // Only the benchmark harness asks for these, from its own worker.
-            FromWorker::Benchmark { .. } => {}
+            // Replies to requests nobody awaits any more (a restarted
+            // worker's), and benchmarks, which only the harness asks for
+            // from its own worker.
+            FromWorker::Result { .. }
+            | FromWorker::ImageChecked { .. }
+            | FromWorker::Benchmark { .. } => {}
             FromWorker::Error {
                 request,
                 message,

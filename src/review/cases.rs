@@ -3,7 +3,8 @@
 //! XML archive (`.tgz`), with the images selected alongside.
 
 use super::session::Case;
-use integrabner_core::openi::{self, Corpus, ImageRef, Projection};
+use integrabner_core::cases::CaseLine;
+use integrabner_core::openi::{self, Corpus, ImageRef};
 use std::collections::HashSet;
 
 /// Cases one session takes; the rest of a larger file is left out, with a
@@ -99,35 +100,16 @@ fn read_jsonl(bytes: &[u8]) -> Parsed {
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v @ serde_json::Value::Object(_)) => v,
-            Ok(_) => {
-                parsed
-                    .problems
-                    .push(format!("line {line_no}: not a JSON object; skipped"));
-                continue;
-            }
-            Err(e) => {
-                parsed
-                    .problems
-                    .push(format!("line {line_no}: {e}; skipped"));
-                continue;
-            }
-        };
-        let id = match &value["id"] {
-            serde_json::Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
-            serde_json::Value::Number(n) => n.to_string(),
-            _ => format!("line {line_no}"),
-        };
-        let text = value["text"]
-            .as_str()
-            .or_else(|| value["report"].as_str())
-            .unwrap_or("");
-        let image = value["image"]
-            .as_str()
-            .or_else(|| value["images"].get(0).and_then(|i| i.as_str()))
-            .map(str::to_string);
-        parsed.cases.push(Case::new(id, text.to_string(), image));
+        match CaseLine::parse(line) {
+            Ok(case) => parsed.cases.push(Case::new(
+                case.id.unwrap_or_else(|| format!("line {line_no}")),
+                case.text,
+                case.images.into_iter().next(),
+            )),
+            Err(e) => parsed
+                .problems
+                .push(format!("line {line_no}: {e}; skipped")),
+        }
     }
     parsed
 }
@@ -189,16 +171,15 @@ fn read_openi(bytes: &[u8], images: &[String]) -> Result<Parsed, String> {
             .map(|p| format!("{}: {}; skipped", p.file, p.message)),
     );
     for report in &corpus.reports {
-        // A frontal view first, as the CLI's `--openi-images` pairs them.
-        let mut refs: Vec<&ImageRef> = report.images.iter().collect();
-        refs.sort_by_key(|r| r.projection != Some(Projection::Frontal));
-        let image = refs.iter().find_map(|r| {
-            let key = ImageRef::image_key(&r.id)?;
+        // A session shows one image: the first view (frontal first).
+        let image = openi::present_views(&report.images, |key| {
             images
                 .iter()
                 .find(|name| ImageRef::image_key(file_name(name)) == Some(key))
                 .cloned()
-        });
+        })
+        .into_iter()
+        .next();
         parsed
             .cases
             .push(Case::new(report.id.clone(), report.text(), image));
@@ -243,7 +224,7 @@ mod tests {
             "line 3:",
             "case a: the id appears again",
             "case c: no report text",
-            "line 8: not a JSON object",
+            "line 8: expected {",
         ] {
             assert!(problems.contains(needle), "{needle} in {problems}");
         }

@@ -3,6 +3,7 @@
 //! page's review view (`app::review`) shows it and saves it to IndexedDB.
 
 pub mod cases;
+pub mod keys;
 pub mod session;
 pub mod summary;
 pub mod vocabulary;

@@ -400,7 +400,7 @@ impl Case {
             span: Some((e.start, e.end)),
             text: e.text.clone(),
             reading: Reading {
-                concept_type: concept_type_of(e.label),
+                concept_type: e.label,
                 concept: e.concept.clone(),
                 assertion: e.assertion,
             },
@@ -419,10 +419,7 @@ impl Case {
                 assertion: Assertion::Present,
             },
             score: Some(f.probability),
-            source: serde_json::to_value(f.source)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            source: f.source.as_str().to_string(),
             verdict: Verdict::Pending,
             correction: None,
         });
@@ -500,16 +497,6 @@ impl Case {
             .iter()
             .filter(|i| i.verdict == Verdict::Pending)
             .count()
-    }
-}
-
-pub fn concept_type_of(label: integrabner_core::EntityLabel) -> ConceptType {
-    use integrabner_core::EntityLabel as L;
-    match label {
-        L::Anatomy => ConceptType::Anatomy,
-        L::Disease => ConceptType::Disease,
-        L::Finding => ConceptType::Finding,
-        L::Device => ConceptType::Device,
     }
 }
 

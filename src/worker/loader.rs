@@ -6,20 +6,11 @@ use super::fetch::{cached_bytes, fetch_bytes, open_cache, prune, store};
 use super::post;
 use crate::protocol::{BundleOrigin, FromWorker, BUNDLE_DIR};
 use integrabner_core::bundle::{BundleManifest, MANIFEST_FILE};
-use integrabner_core::RulePipeline;
-use integrabner_models::fusion::FusionTagger;
-use integrabner_models::image_model::ImageTagger;
-use integrabner_models::report::ReportTagger;
+use integrabner_models::engine::Engine;
 
 pub struct LoadedBundle {
     pub manifest: BundleManifest,
-    pub pipeline: RulePipeline,
-    /// The report model, when the bundle ships one.
-    pub tagger: Option<ReportTagger>,
-    /// The image model, when the bundle ships one.
-    pub image: Option<ImageTagger>,
-    /// The fusion model, when the bundle ships it with both other models.
-    pub fusion: Option<FusionTagger>,
+    pub engine: Engine,
     pub origin: BundleOrigin,
 }
 
@@ -86,29 +77,7 @@ pub async fn load_bundle() -> Result<LoadedBundle, String> {
         contents.push((file, bytes));
     }
     let pairs: Vec<_> = contents.iter().map(|(f, b)| (*f, b.as_slice())).collect();
-    let pipeline = RulePipeline::from_bundle(&pairs).map_err(|e| e.to_string())?;
-    let tagger = ReportTagger::from_bundle(&pairs)
-        .map_err(|e| format!("the report model cannot be loaded: {e}"))?;
-    if let Some(t) = &tagger {
-        t.check_rules(&pipeline).map_err(|e| e.to_string())?;
-    }
-    let image = ImageTagger::from_bundle(&pairs)
-        .map_err(|e| format!("the image model cannot be loaded: {e}"))?;
-    if let Some(t) = &image {
-        t.check_rules(&pipeline).map_err(|e| e.to_string())?;
-    }
-    let fusion = match (&tagger, &image) {
-        (Some(report), Some(image)) => {
-            let fusion = FusionTagger::from_bundle(&pairs)
-                .map_err(|e| format!("the fusion model cannot be loaded: {e}"))?;
-            if let Some(f) = &fusion {
-                f.check_models(&pipeline, report, image)
-                    .map_err(|e| e.to_string())?;
-            }
-            fusion
-        }
-        _ => None,
-    };
+    let engine = Engine::from_bundle(&pairs).map_err(|e| e.to_string())?;
     if let Some(cache) = &cache {
         // Only a complete, verified bundle becomes the offline copy.
         let _ = store(cache, &manifest_url, &manifest_bytes).await;
@@ -116,10 +85,7 @@ pub async fn load_bundle() -> Result<LoadedBundle, String> {
     }
     Ok(LoadedBundle {
         manifest,
-        pipeline,
-        tagger,
-        image,
-        fusion,
+        engine,
         origin: if all_cached {
             BundleOrigin::Cache
         } else {

@@ -9,36 +9,13 @@ mod loader;
 
 use crate::protocol::{BenchmarkEncoder, ErrorScope, FromWorker, ToWorker};
 use integrabner_core::image_input::{self, DynamicImage};
-use integrabner_core::RulePipeline;
-use integrabner_models::case::{analyse_case, Models};
-use integrabner_models::fusion::FusionTagger;
+use integrabner_models::engine::Engine;
 use integrabner_models::image_model::ImageTagger;
-use integrabner_models::report::{Analysed, ReportTagger};
 use js_sys::{Array, Uint8Array};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
-
-/// The rules, and the report and image models when the bundle has them.
-struct Engine {
-    pipeline: RulePipeline,
-    tagger: Option<ReportTagger>,
-    image: Option<ImageTagger>,
-    fusion: Option<FusionTagger>,
-}
-
-impl Engine {
-    fn analyse(&self, id: &str, text: &str, views: &[DynamicImage]) -> Result<Analysed, String> {
-        let models = Models {
-            rules: &self.pipeline,
-            report: self.tagger.as_ref(),
-            image: self.image.as_ref(),
-            fusion: self.fusion.as_ref(),
-        };
-        analyse_case(models, id, text, views).map_err(|e| e.to_string())
-    }
-}
 
 enum State {
     Loading,
@@ -114,15 +91,10 @@ pub fn run() {
                         .unwrap_or_default(),
                     origin: loaded.origin,
                     load_ms: now_ms() - started,
-                    text_model: loaded.tagger.is_some(),
-                    image_model: loaded.image.is_some(),
+                    text_model: loaded.engine.report.is_some(),
+                    image_model: loaded.engine.image.is_some(),
                 };
-                *state.borrow_mut() = State::Ready(Box::new(Engine {
-                    pipeline: loaded.pipeline,
-                    tagger: loaded.tagger,
-                    image: loaded.image,
-                    fusion: loaded.fusion,
-                }));
+                *state.borrow_mut() = State::Ready(Box::new(loaded.engine));
                 post(&ready);
             }
             Err(message) => {
@@ -222,10 +194,11 @@ fn analyze(
     };
     let started = now_ms();
     match engine.analyse(id, text, views) {
-        Ok(analysed) => FromWorker::Result {
+        Ok(case) => FromWorker::Result {
             request,
-            prediction: analysed.prediction,
-            note: analysed.note,
+            prediction: engine.prediction(&case, true),
+            evidence: engine.evidence(&case),
+            note: case.note,
             elapsed_ms: now_ms() - started,
         },
         Err(e) => request_error(request, format!("cannot analyse this case: {e}")),
@@ -248,8 +221,13 @@ fn benchmark(
     // before the clock starts.
     let resnet = match (&encoder, &engine.image) {
         (Some(BenchmarkEncoder::Resnet50), Some(image)) => {
-            match ImageTagger::random_resnet50(&image.config, 1) {
-                Ok(t) => Some(t),
+            match ImageTagger::random_resnet50(&image.config, 1)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    Engine::new(engine.rules.clone(), None, Some(t), None)
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(e) => Some(e),
                 Err(e) => return request_error(request, format!("cannot build ResNet-50: {e}")),
             }
         }
@@ -258,20 +236,13 @@ fn benchmark(
         }
         (None, _) => None,
     };
+    let engine = resnet.as_ref().unwrap_or(engine);
     let started = now_ms();
     for _ in 0..runs {
-        let analysed = match &resnet {
-            Some(r) => {
-                let models = Models {
-                    rules: &engine.pipeline,
-                    report: None,
-                    image: Some(r),
-                    fusion: None,
-                };
-                analyse_case(models, "benchmark", text, views).map_err(|e| e.to_string())
-            }
-            None => engine.analyse("benchmark", text, views),
-        };
+        // As Analyze does: the analysis and its output object.
+        let analysed = engine
+            .analyse("benchmark", text, views)
+            .map(|case| engine.prediction(&case, true));
         if let Err(e) = analysed {
             return request_error(request, format!("cannot analyse this case: {e}"));
         }

@@ -7,7 +7,7 @@ use integrabner_core::bundle::{
 };
 use integrabner_train::export::manifest_for;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const PROVENANCE: &str = "Rule set of IntegraBNER: concept vocabulary (OpenI MeSH headings; \
 RadLex ids, RSNA licence), radiology assertion cues, and medspaCy ConText rules (MIT, \
@@ -70,8 +70,19 @@ fn bundle_contents(bundle_dir: &Path) -> Result<BundleContents> {
     })
 }
 
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The bundle directory.
+    #[arg(default_value = "models")]
+    bundle: PathBuf,
+    /// Write nothing; exit 1 when the committed manifest is out of date.
+    #[arg(long)]
+    check: bool,
+}
+
 /// Writes `manifest.json`, or with `check` fails when the committed one is stale.
-pub fn run(bundle_dir: &Path, check: bool) -> Result<()> {
+pub fn run(args: &ExportArgs) -> Result<u8> {
+    let (bundle_dir, check) = (args.bundle.as_path(), args.check);
     let c = bundle_contents(bundle_dir)?;
     let rendered = manifest_for(bundle_dir, &c.files, &c.provenance, c.metrics)?.to_json_pretty();
     let target = bundle_dir.join(MANIFEST_FILE);
@@ -91,7 +102,7 @@ pub fn run(bundle_dir: &Path, check: bool) -> Result<()> {
             .with_context(|| format!("cannot write {}", target.display()))?;
         eprintln!("wrote {}", target.display());
     }
-    Ok(())
+    Ok(crate::EXIT_OK)
 }
 
 /// Writes the manifest of a model directory (`ner export`, `report export`)

@@ -7,18 +7,18 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::Subcommand;
 use integrabner_core::bundle::{sha256_hex, FUSION_MODEL_FILES};
-use integrabner_core::metrics::{roc_auc, MultiLabelEval};
 use integrabner_core::nih::{read_labels, NihImage};
 use integrabner_core::split::Split;
 use integrabner_core::RulePipeline;
-use integrabner_models::fusion::{logit, FusionConfig, FusionTagger};
+use integrabner_models::fusion::{fusion_input, FusionConfig, FusionTagger};
 use integrabner_models::image_model::{ImageModelConfig, ImageTagger};
 use integrabner_models::report::ReportTagger;
-use integrabner_train::fusion::{self, construct_pairs, Example};
+use integrabner_train::fusion::data::{labels_of, split_data};
+use integrabner_train::fusion::eval::evaluate;
+use integrabner_train::fusion::{self, Example};
 use integrabner_train::image::{of_split, Heads};
 use integrabner_train::report::{load_tagger, LabelledReport};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -78,121 +78,6 @@ gated pass-through of both models' logits, per-concept thresholds; trained by `i
 train` on OpenI reports (train split), NIH ChestX-ray14 images (train split) and label-matched \
 constructed pairs, with modality dropout.";
 
-/// Reports and images of one split, as examples of each kind.
-struct SplitData {
-    reports: Vec<Example>,
-    report_gold: Vec<BTreeSet<String>>,
-    images: Vec<Example>,
-    pairs: Vec<Example>,
-    pair_gold: Vec<BTreeSet<String>>,
-    /// OpenI reports with their own images, when the user has them.
-    real: Vec<Example>,
-    real_gold: Vec<BTreeSet<String>>,
-}
-
-fn labels_of(concepts: &[String], positive: &BTreeSet<String>) -> Vec<f32> {
-    concepts
-        .iter()
-        .map(|c| f32::from(u8::from(positive.contains(c))))
-        .collect()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn split_data(
-    split: Split,
-    reports: &[LabelledReport],
-    text_logits: &HashMap<String, Vec<f32>>,
-    images: &[&NihImage],
-    features: &[(Vec<f32>, Vec<f32>)],
-    concepts: &[String],
-    shared: &BTreeSet<String>,
-    image_known: &[f32],
-    per_image: usize,
-) -> SplitData {
-    let reports: Vec<(&LabelledReport, &Vec<f32>)> = reports
-        .iter()
-        .filter_map(|r| Some((r, text_logits.get(&r.id)?)))
-        .collect();
-    let all = vec![1.0; concepts.len()];
-    let report_examples = reports
-        .iter()
-        .map(|(r, t)| Example {
-            text: Some((*t).clone()),
-            image: None,
-            labels: labels_of(concepts, &r.gold),
-            mask: all.clone(),
-        })
-        .collect();
-    let image_labels: Vec<(String, BTreeSet<String>)> = images
-        .iter()
-        .map(|i| (i.file.clone(), i.concepts.iter().cloned().collect()))
-        .collect();
-    let image_examples = image_labels
-        .iter()
-        .zip(features)
-        .map(|((_, labels), f)| Example {
-            text: None,
-            image: Some(f.clone()),
-            labels: labels_of(concepts, labels),
-            mask: image_known.to_vec(),
-        })
-        .collect();
-    let gold: Vec<BTreeSet<String>> = reports.iter().map(|(r, _)| r.gold.clone()).collect();
-    let pairs = construct_pairs(&image_labels, &gold, shared, per_image);
-    eprintln!(
-        "{}: {} reports, {} images, {} constructed pairs ({} images paired)",
-        split.as_str(),
-        reports.len(),
-        images.len(),
-        pairs.len(),
-        pairs.iter().map(|p| p.0).collect::<BTreeSet<_>>().len()
-    );
-    SplitData {
-        reports: report_examples,
-        report_gold: gold.clone(),
-        pair_gold: pairs.iter().map(|&(_, r)| gold[r].clone()).collect(),
-        pairs: pairs
-            .iter()
-            .map(|&(i, r)| Example {
-                text: Some(reports[r].1.clone()),
-                image: Some(features[i].clone()),
-                labels: labels_of(concepts, &gold[r]),
-                mask: all.clone(),
-            })
-            .collect(),
-        images: image_examples,
-        real: Vec::new(),
-        real_gold: Vec::new(),
-    }
-}
-
-fn probabilities(tagger: &FusionTagger, examples: &[Example]) -> Result<Vec<Vec<f32>>> {
-    fusion::probabilities(&tagger.model, examples)
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// Micro and macro F1 of predicted sets against gold sets.
-fn f1s(gold: &[BTreeSet<String>], predicted: &[BTreeSet<String>]) -> (f64, f64) {
-    let mut eval = MultiLabelEval::default();
-    for (g, p) in gold.iter().zip(predicted) {
-        eval.add(g, p);
-    }
-    (eval.micro().f1, eval.macro_supported().f1)
-}
-
-fn over(concepts: &[String], probs: &[f32], thresholds: &[f32]) -> BTreeSet<String> {
-    concepts
-        .iter()
-        .zip(probs)
-        .zip(thresholds)
-        .filter(|((_, p), t)| **p >= **t)
-        .map(|((c, _), _)| c.clone())
-        .collect()
-}
-
 /// The report model's calibrated finding logits of every report, from a
 /// cache that names the model's weights by hash (about 2 minutes to compute).
 fn cached_text_logits(
@@ -210,7 +95,9 @@ fn cached_text_logits(
     let weights = std::fs::read(text_model.join("model.gguf"))
         .or_else(|_| std::fs::read(text_model.join("model.safetensors")))
         .with_context(|| format!("no weights in {}", text_model.display()))?;
-    let model = sha256_hex(&weights);
+    // The version names what the cache holds: reports by uId, logits as
+    // fusion reads them.
+    let model = format!("text-logits-v2:{}", sha256_hex(&weights));
     if let Some(c) = std::fs::read(cache)
         .ok()
         .and_then(|b| serde_json::from_slice::<Cache>(&b).ok())
@@ -227,9 +114,9 @@ fn cached_text_logits(
             Ok(a) => {
                 logits.insert(
                     r.id.clone(),
-                    a.probabilities
+                    a.logits
                         .iter()
-                        .map(|&p| logit(p))
+                        .map(|&l| fusion_input(l))
                         .collect::<Vec<f32>>(),
                 );
             }
@@ -394,7 +281,7 @@ fn train(
                     text: Some(text.clone()),
                     image: Some((
                         analysis.features.clone(),
-                        analysis.probabilities.iter().map(|&p| logit(p)).collect(),
+                        analysis.logits.iter().map(|&l| fusion_input(l)).collect(),
                     )),
                     labels: labels_of(&concepts, &r.gold),
                     mask: vec![1.0; concepts.len()],
@@ -453,7 +340,7 @@ fn train(
     let fitted = FusionTagger::from_tensors(config.clone(), trained.tensors.clone())?;
     let scored: Vec<bool> = image_known.iter().map(|&k| k > 0.0).collect();
     let (thresholds, fitted_f1, fixed_f1) = fusion::choose_thresholds(
-        &probabilities(&fitted, &val_pairs)?,
+        &fusion::probabilities(&fitted.model, &val_pairs)?,
         &val_pairs,
         report_model.config.threshold,
         &scored,
@@ -492,165 +379,6 @@ fn train(
     println!("{md}");
     crate::export::write_model_manifest(out, &FUSION_MODEL_FILES, PROVENANCE, metrics)?;
     Ok(EXIT_OK)
-}
-
-/// The test tables and the metrics for the manifest.
-fn evaluate(
-    fusion: &FusionTagger,
-    text_threshold: f32,
-    image_config: &ImageModelConfig,
-    test: &SplitData,
-    split: &str,
-) -> Result<(String, BTreeMap<String, f64>)> {
-    let concepts = &fusion.config.concepts;
-    let thresholds = &fusion.config.thresholds;
-    let text_thresholds = vec![text_threshold; concepts.len()];
-    // Image model thresholds on the concept axis; concepts it does not
-    // score are never predicted by it.
-    let mut image_thresholds = vec![f32::INFINITY; concepts.len()];
-    for (o, t) in image_config.outputs.iter().zip(&image_config.thresholds) {
-        if let Some(c) = concepts.iter().position(|c| c == o) {
-            image_thresholds[c] = *t;
-        }
-    }
-    let image_probs = |e: &Example| -> Vec<f32> {
-        let (_, logits) = e.image.as_ref().expect("an image");
-        let mut p = vec![0.0; concepts.len()];
-        for (o, l) in image_config.outputs.iter().zip(logits) {
-            if let Some(c) = concepts.iter().position(|c| c == o) {
-                p[c] = sigmoid(*l);
-            }
-        }
-        p
-    };
-    let text_probs = |e: &Example| -> Vec<f32> {
-        e.text
-            .as_ref()
-            .expect("a report")
-            .iter()
-            .map(|&l| sigmoid(l))
-            .collect()
-    };
-    let mut metrics = BTreeMap::new();
-    let mut md = String::new();
-
-    // Reports alone.
-    let fused = probabilities(fusion, &test.reports)?;
-    let text_sets: Vec<_> = test
-        .reports
-        .iter()
-        .map(|e| over(concepts, &text_probs(e), &text_thresholds))
-        .collect();
-    let fused_sets: Vec<_> = fused
-        .iter()
-        .map(|p| over(concepts, p, thresholds))
-        .collect();
-    let (tm, ta) = f1s(&test.report_gold, &text_sets);
-    let (fm, fa) = f1s(&test.report_gold, &fused_sets);
-    let _ = writeln!(
-        md,
-        "Reports alone (OpenI {split}, {} reports), against the manual coding:\n\n| model | micro-F1 | macro-F1 |\n|---|---|---|\n| report model | {tm:.3} | {ta:.3} |\n| fusion, text only | {fm:.3} | {fa:.3} |\n",
-        test.reports.len()
-    );
-    metrics.insert(format!("{split} text-only micro-f1"), fm);
-    metrics.insert(format!("{split} text-only micro-f1 report model"), tm);
-
-    // Images alone: ROC-AUC per shared concept.
-    let fused = probabilities(fusion, &test.images)?;
-    let _ = writeln!(
-        md,
-        "Images alone (NIH {split}, {} images), ROC-AUC:\n\n| concept | positives | image model | fusion, image only |\n|---|---|---|---|",
-        test.images.len()
-    );
-    let (mut sum_image, mut sum_fused, mut n) = (0.0, 0.0, 0);
-    for (c, concept) in concepts.iter().enumerate() {
-        if test.images.first().is_none_or(|e| e.mask[c] == 0.0) {
-            continue;
-        }
-        let pairs = |p: &dyn Fn(usize) -> f32| -> Vec<(f32, bool)> {
-            test.images
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (p(i), e.labels[c] > 0.5))
-                .collect()
-        };
-        let positives = test.images.iter().filter(|e| e.labels[c] > 0.5).count();
-        let image = roc_auc(&pairs(&|i| image_probs(&test.images[i])[c]));
-        let fusedauc = roc_auc(&pairs(&|i| fused[i][c]));
-        if let (Some(a), Some(b)) = (image, fusedauc) {
-            let _ = writeln!(md, "| {concept} | {positives} | {a:.3} | {b:.3} |");
-            sum_image += a;
-            sum_fused += b;
-            n += 1;
-        }
-    }
-    let (mi, mf) = (sum_image / n.max(1) as f64, sum_fused / n.max(1) as f64);
-    let _ = writeln!(md, "| mean of {n} | | {mi:.3} | {mf:.3} |\n");
-    metrics.insert(format!("{split} image-only mean roc-auc"), mf);
-    metrics.insert(format!("{split} image-only mean roc-auc image model"), mi);
-
-    // Pairs, constructed and real: each model alone and fused.
-    let is_shared = |c: &String| {
-        concepts
-            .iter()
-            .position(|x| x == c)
-            .is_some_and(|i| image_thresholds[i].is_finite())
-    };
-    let sets = |probs: &[Vec<f32>], t: &[f32], only_shared: bool| -> Vec<BTreeSet<String>> {
-        probs
-            .iter()
-            .map(|p| {
-                let mut s = over(concepts, p, t);
-                s.retain(|c| !only_shared || is_shared(c));
-                s
-            })
-            .collect()
-    };
-    let kinds = [
-        (
-            format!("Constructed pairs (NIH {split} image + OpenI {split} report with the same findings among the 14 shared concepts; {} pairs)", test.pairs.len()),
-            "pairs",
-            &test.pairs,
-            &test.pair_gold,
-        ),
-        (
-            format!("Real OpenI pairs ({split} reports with their own images; {})", test.real.len()),
-            "real pairs",
-            &test.real,
-            &test.real_gold,
-        ),
-    ];
-    for (title, key, pairs, gold) in kinds {
-        if pairs.is_empty() {
-            continue;
-        }
-        let shared_gold: Vec<BTreeSet<String>> = gold
-            .iter()
-            .map(|g| g.iter().filter(|c| is_shared(c)).cloned().collect())
-            .collect();
-        let _ = writeln!(
-            md,
-            "{title}:\n\n| model | micro-F1, all concepts | micro-F1, 14 shared concepts |\n|---|---|---|"
-        );
-        let text_p: Vec<Vec<f32>> = pairs.iter().map(text_probs).collect();
-        let image_p: Vec<Vec<f32>> = pairs.iter().map(image_probs).collect();
-        let fused = probabilities(fusion, pairs)?;
-        for (name, probs, t) in [
-            ("report model", &text_p, text_thresholds.as_slice()),
-            ("image model", &image_p, image_thresholds.as_slice()),
-            ("fusion, both", &fused, thresholds.as_slice()),
-        ] {
-            let (all, _) = f1s(gold, &sets(probs, t, false));
-            let (shared, _) = f1s(&shared_gold, &sets(probs, t, true));
-            let _ = writeln!(md, "| {name} | {all:.3} | {shared:.3} |");
-            let name = name.replace(", ", " ");
-            metrics.insert(format!("{split} {key} micro-f1 {name}"), all);
-            metrics.insert(format!("{split} {key} shared micro-f1 {name}"), shared);
-        }
-        let _ = writeln!(md);
-        metrics.insert(format!("{split} {key}"), pairs.len() as f64);
-    }
-    Ok((md, metrics))
 }
 
 pub fn run(command: FusionCommand) -> Result<u8> {

@@ -1,8 +1,5 @@
 //! `integrabner image`: image findings on NIH ChestX-ray14 with a frozen encoder.
 
-use crate::nih_eval::{
-    abnormal_index, by_source_resolution, source_resolution_table, AucEstimate, Part,
-};
 use crate::EXIT_OK;
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -17,6 +14,9 @@ use integrabner_models::encoder::EncoderConfig;
 use integrabner_models::image_model::{ImageModelConfig, ImageTagger};
 use integrabner_models::resnet::ResNetConfig;
 use integrabner_train::image::{self, View, INPUT_SIZE};
+use integrabner_train::nih_eval::{
+    abnormal_index, by_source_resolution, source_resolution_table, AucEstimate, Part,
+};
 use integrabner_train::resnet_training::{self, ResNetSpec};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;

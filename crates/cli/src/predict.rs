@@ -7,14 +7,14 @@ use crate::files::{read_bounded, read_regular};
 use crate::model_dir::{self, Trust};
 use crate::{open_output, source, EXIT_OK, EXIT_PARTIAL};
 use anyhow::{bail, Context, Result};
+use integrabner_core::cases::CaseLine;
 use integrabner_core::pipeline::MAX_REPORT_CHARS;
 use integrabner_core::RulePipeline;
-use integrabner_models::case::{analyse_case, Models};
+use integrabner_models::engine::Engine;
 use integrabner_models::fusion::FusionTagger;
 use integrabner_models::image_model::ImageTagger;
 use integrabner_models::report::ReportTagger;
 use integrabner_train::report::load_tagger;
-use serde::Deserialize;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -25,36 +25,48 @@ const MAX_REPORT_BYTES: u64 = 4 * MAX_REPORT_CHARS as u64;
 /// Longest JSONL line read: a report at its limit plus room for the rest.
 const MAX_JSONL_LINE_BYTES: u64 = MAX_REPORT_BYTES + 64 * 1024;
 
-/// One JSONL input line. Relative image paths are read from the JSONL file's
-/// directory.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputLine {
-    id: String,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    image: Option<PathBuf>,
-    #[serde(default)]
+/// What `integrabner predict` was asked to do.
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    input: Option<PathBuf>,
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Report model directory (a bundle such as models/text, or a training output).
+    #[arg(long, conflicts_with = "rules_only")]
+    text_model: Option<PathBuf>,
+    /// Use the rule labeler alone for reports.
+    #[arg(long)]
+    rules_only: bool,
+    /// Image model directory (a bundle such as models/image).
+    #[arg(long)]
+    image_model: Option<PathBuf>,
+    /// Fusion model directory (models/fusion): a case with a report and
+    /// images gets fused findings (source `fusion`).
+    #[arg(long)]
+    fusion_model: Option<PathBuf>,
+    /// An image of the single case (repeat for frontal and lateral views).
+    #[arg(long = "image", value_name = "FILE")]
     images: Vec<PathBuf>,
+    /// Directory of the OpenI images (NLMCXR_png names such as
+    /// CXR1_1_IM-0001-4001.png, or the CSV layout's 1_IM-0001-4001.dcm.png):
+    /// each report of an OpenI input is analysed with its images.
+    #[arg(long, value_name = "DIR")]
+    openi_images: Option<PathBuf>,
+    /// Add "scores": the probability of every concept the active models
+    /// score, and "abnormal" for a case with an image (for ROC curves).
+    #[arg(long)]
+    scores: bool,
+    /// Run model directories as they are, without checking every file
+    /// against their manifest.json (size and SHA-256): for a training
+    /// output, which has no manifest. A warning says so.
+    #[arg(long)]
+    unverified: bool,
 }
 
-/// What `integrabner predict` was asked to do.
-pub struct PredictOptions<'a> {
-    pub input: Option<&'a Path>,
-    pub output: Option<&'a Path>,
-    pub text_model: Option<&'a Path>,
-    pub image_model: Option<&'a Path>,
-    pub fusion_model: Option<&'a Path>,
-    pub rules_only: bool,
-    /// Images of the single case read from a text file or stdin, or of an
-    /// image-only case when there is no input.
-    pub images: &'a [PathBuf],
-    /// Where the OpenI images of an OpenI input are (either naming layout).
-    pub openi_images: Option<&'a Path>,
-    pub scores: bool,
-    /// Run model directories without checking them against a manifest.
-    pub trust: Trust,
+impl PredictArgs {
+    fn trust(&self) -> Trust {
+        Trust::from_flag(self.unverified)
+    }
 }
 
 /// Where `predict` looks for the models when not told.
@@ -84,16 +96,16 @@ fn text_model(path: Option<&Path>, rules_only: bool, trust: Trust) -> Result<Opt
     };
     trust.warn_if_unverified(&dir);
     let context = || format!("cannot load the report model in {}", dir.display());
-    let tagger = match trust {
-        // A training output may hold f32 safetensors instead of model.gguf.
-        Trust::Unverified => load_tagger(&dir).with_context(context)?,
-        Trust::Manifest => {
-            let [config, weights, tokenizer] =
-                model_dir::read(&dir, ["config.json", "model.gguf", "tokenizer.json"], trust)?;
-            ReportTagger::from_bytes(&config, &weights, &tokenizer).with_context(context)?
-        }
-    };
-    Ok(Some(tagger))
+    // A training output holds a checkpoint (safetensors) instead of
+    // model.gguf: reading one is the training crate's business.
+    if trust == Trust::Unverified && !dir.join("model.gguf").exists() {
+        return Ok(Some(load_tagger(&dir).with_context(context)?));
+    }
+    let [config, weights, tokenizer] =
+        model_dir::read(&dir, ["config.json", "model.gguf", "tokenizer.json"], trust)?;
+    Ok(Some(
+        ReportTagger::from_bytes(&config, &weights, &tokenizer).with_context(context)?,
+    ))
 }
 
 /// `config.json` and `model.gguf` of a model directory, verified unless
@@ -196,10 +208,13 @@ impl Input {
 }
 
 /// The cases of the input.
-fn read_input(options: &PredictOptions) -> Result<Input> {
-    let name = options.input.map(|p| p.to_string_lossy().into_owned());
+fn read_input(options: &PredictArgs) -> Result<Input> {
+    let name = options
+        .input
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
     let single = !options.images.is_empty() || options.openi_images.is_none();
-    match (options.input, name.as_deref()) {
+    match (options.input.as_deref(), name.as_deref()) {
         (Some(path), Some(n))
             if n != "-"
                 && (path.is_dir()
@@ -209,7 +224,7 @@ fn read_input(options: &PredictOptions) -> Result<Input> {
                 bail!("--image belongs to a single report; for OpenI give --openi-images DIR");
             }
             let corpus = source::load_corpus(path, None)?;
-            let files = match options.openi_images {
+            let files = match &options.openi_images {
                 Some(dir) => source::OpenIImages::open(dir)?,
                 None => source::OpenIImages::default(),
             };
@@ -331,76 +346,56 @@ fn each_jsonl_case(
             )),
             JsonlLine::NotUtf8 => Err(format!("{n}: line {number} is not UTF-8 text")),
             JsonlLine::Text(line) if line.trim().is_empty() => continue,
-            JsonlLine::Text(line) => serde_json::from_str::<InputLine>(&line)
-                .map(|l| Case {
-                    id: l.id,
-                    text: l.text.unwrap_or_default(),
-                    images: l
-                        .image
-                        .into_iter()
-                        .chain(l.images)
-                        .map(|p| base.join(p))
-                        .collect(),
+            JsonlLine::Text(line) => CaseLine::parse(&line)
+                .and_then(|l| {
+                    Ok(Case {
+                        id: l.id.ok_or("the line has no \"id\"")?,
+                        text: l.text,
+                        images: l.images.iter().map(|p| base.join(p)).collect(),
+                    })
                 })
-                .map_err(|e| {
-                    format!(
-                        "{n}: line {number}: expected {{\"id\": str, \"text\"?: str, \"image\"?: path, \"images\"?: [path]}} ({e})"
-                    )
-                }),
+                .map_err(|e| format!("{n}: line {number}: {e}")),
         };
         f(case)?;
     }
     Ok(())
 }
 
-pub fn run(options: &PredictOptions) -> Result<u8> {
-    let pipeline = RulePipeline::embedded();
-    let report = text_model(options.text_model, options.rules_only, options.trust)?;
-    if let Some(t) = &report {
-        t.check_rules(&pipeline)?;
-    }
+pub fn run(options: &PredictArgs) -> Result<u8> {
+    let report = text_model(
+        options.text_model.as_deref(),
+        options.rules_only,
+        options.trust(),
+    )?;
     let input = read_input(options)?;
     let needs = input.needs()?;
     let image = if needs.images {
-        image_model(options.image_model, options.trust)?
+        image_model(options.image_model.as_deref(), options.trust())?
     } else {
         None
     };
-    if let Some(t) = &image {
-        t.check_rules(&pipeline)?;
-    }
     let fusion = if report.is_some() && image.is_some() && needs.both {
-        fusion_model(options.fusion_model, options.trust)?
+        fusion_model(options.fusion_model.as_deref(), options.trust())?
     } else {
         None
     };
-    if let (Some(f), Some(r), Some(i)) = (&fusion, &report, &image) {
-        f.check_models(&pipeline, r, i)?;
-    }
-    let models = Models {
-        rules: &pipeline,
-        report: report.as_ref(),
-        image: image.as_ref(),
-        fusion: fusion.as_ref(),
-    };
-    let mut out = open_output(options.output)?;
+    let engine = Engine::new(RulePipeline::embedded(), report, image, fusion)?;
+    let mut out = open_output(options.output.as_deref())?;
     let (mut written, mut skipped) = (0usize, 0usize);
     let skipped_before = input.each(|case| {
         let analysed = case.map_err(anyhow::Error::msg).and_then(|case| {
             let views =
                 source::read_views(&case.images).with_context(|| format!("case {}", case.id))?;
-            analyse_case(models, &case.id, &case.text, &views)
+            engine
+                .analyse(&case.id, &case.text, &views)
                 .with_context(|| format!("case {}", case.id))
         });
         match analysed {
-            Ok(mut a) => {
-                if let Some(note) = a.note {
-                    eprintln!("note: case {}: {note}", a.prediction.id);
+            Ok(case) => {
+                if let Some(note) = &case.note {
+                    eprintln!("note: case {}: {note}", case.id);
                 }
-                if !options.scores {
-                    a.prediction.scores.clear();
-                }
-                serde_json::to_writer(&mut out, &a.prediction)?;
+                serde_json::to_writer(&mut out, &engine.prediction(&case, options.scores))?;
                 out.write_all(b"\n")?;
                 written += 1;
             }
@@ -415,7 +410,7 @@ pub fn run(options: &PredictOptions) -> Result<u8> {
     drop(out);
     skipped += skipped_before;
     if written == 0 {
-        if let Some(path) = options.output {
+        if let Some(path) = &options.output {
             // Only the empty file this run created: no half-written output.
             let _ = std::fs::remove_file(path);
         }

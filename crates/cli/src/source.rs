@@ -4,7 +4,7 @@ use crate::files::{read_regular, walk};
 use anyhow::{bail, Context, Result};
 use integrabner_core::image_input::{decode, DynamicImage, MAX_IMAGE_BYTES};
 use integrabner_core::openi::{
-    read_csv, read_projections, read_tgz, Corpus, ImageRef, Projection, MAX_XML_BYTES,
+    present_views, read_csv, read_projections, read_tgz, Corpus, ImageRef, MAX_XML_BYTES,
 };
 use std::collections::HashMap;
 use std::fs::File;
@@ -101,15 +101,7 @@ impl OpenIImages {
 
     /// A report's images that are present, frontal views first.
     pub fn views(&self, images: &[ImageRef]) -> Vec<PathBuf> {
-        let mut found: Vec<(bool, PathBuf)> = images
-            .iter()
-            .filter_map(|i| {
-                let path = self.0.get(ImageRef::image_key(&i.id)?)?;
-                Some((i.projection != Some(Projection::Frontal), path.clone()))
-            })
-            .collect();
-        found.sort();
-        found.into_iter().map(|(_, p)| p).collect()
+        present_views(images, |key| self.0.get(key).cloned())
     }
 }
 

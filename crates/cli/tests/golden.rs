@@ -69,11 +69,13 @@ fn golden_input(dir: &Path) -> PathBuf {
     path
 }
 
-/// Where `a` and `b` differ beyond `TOLERANCE`, as a JSON path.
-fn difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+/// Where `a` and `b` differ beyond `TOLERANCE`, as a JSON path; `largest`
+/// keeps the largest difference of two probabilities seen.
+fn difference(a: &Value, b: &Value, at: &str, largest: &mut f64) -> Option<String> {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            *largest = largest.max((x - y).abs());
             ((x - y).abs() > TOLERANCE).then(|| format!("{at}: {x} != {y}"))
         }
         (Value::Array(x), Value::Array(y)) => {
@@ -83,7 +85,7 @@ fn difference(a: &Value, b: &Value, at: &str) -> Option<String> {
             x.iter()
                 .zip(y)
                 .enumerate()
-                .find_map(|(i, (x, y))| difference(x, y, &format!("{at}[{i}]")))
+                .find_map(|(i, (x, y))| difference(x, y, &format!("{at}[{i}]"), largest))
         }
         (Value::Object(x), Value::Object(y)) => {
             let keys = |o: &serde_json::Map<String, Value>| o.keys().cloned().collect::<Vec<_>>();
@@ -91,7 +93,7 @@ fn difference(a: &Value, b: &Value, at: &str) -> Option<String> {
                 return Some(format!("{at}: keys {:?} != {:?}", keys(x), keys(y)));
             }
             x.iter()
-                .find_map(|(k, v)| difference(v, &y[k], &format!("{at}.{k}")))
+                .find_map(|(k, v)| difference(v, &y[k], &format!("{at}.{k}"), largest))
         }
         _ => (a != b).then(|| format!("{at}: {a} != {b}")),
     }
@@ -130,14 +132,14 @@ fn predict_scores_on_the_test_data_match_the_golden_file() {
     let now = String::from_utf8(out.stdout).unwrap();
     let (golden, now): (Vec<&str>, Vec<&str>) = (golden.lines().collect(), now.lines().collect());
     assert_eq!(golden.len(), now.len(), "number of cases");
-    let mut fused = 0;
+    let (mut fused, mut largest) = (0, 0.0);
     for (g, n) in golden.iter().zip(&now) {
         let (g, n): (Value, Value) = (
             serde_json::from_str(g).unwrap(),
             serde_json::from_str(n).unwrap(),
         );
         let id = g["id"].as_str().unwrap();
-        if let Some(d) = difference(&g, &n, id) {
+        if let Some(d) = difference(&g, &n, id, &mut largest) {
             panic!("{d}");
         }
         fused += usize::from(
@@ -148,6 +150,7 @@ fn predict_scores_on_the_test_data_match_the_golden_file() {
                 .any(|f| f["source"] == "fusion"),
         );
     }
+    eprintln!("largest difference of a probability from the golden file: {largest:e}");
     // The golden file exercises every path it claims to.
     assert!(fused > 0, "no pair had a fused finding");
 }

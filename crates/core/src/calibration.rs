@@ -24,7 +24,8 @@ pub fn expected_calibration_error(pairs: &[(f32, bool)], bins: usize) -> f64 {
         .sum()
 }
 
-fn sigmoid(x: f64) -> f64 {
+/// The logistic function, inverse of `logit`.
+pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 

@@ -1,9 +1,10 @@
 //! A `Doc`: the text, its tokens, sentences and sections, and typed spans that
 //! pipeline components add — the spaCy model of a processed document.
 
-use crate::schema::{Assertion, Entity, EntityLabel};
+use crate::schema::{Assertion, ConceptType, Entity};
 use crate::sections::{split_sections, Section, SectionKind};
 use crate::text::{sentences, tokenize, Token};
+use crate::vocab::ConceptId;
 use std::ops::Range;
 
 /// A mention. Offsets are chars, end exclusive; `tokens` indexes `Doc::tokens`.
@@ -12,9 +13,9 @@ pub struct Span {
     pub start: usize,
     pub end: usize,
     pub tokens: Range<usize>,
-    pub label: EntityLabel,
-    /// Index into the vocabulary, when the span is linked to a concept.
-    pub concept: Option<usize>,
+    pub label: ConceptType,
+    /// The vocabulary concept, when the span is linked to one.
+    pub concept: Option<ConceptId>,
     pub assertion: Assertion,
     pub score: f32,
     pub source: String,

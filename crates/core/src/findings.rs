@@ -52,9 +52,9 @@ impl FindingRules {
             let Some(concept) = span.concept else {
                 continue;
             };
-            let slot = concept * EVIDENCE_PER_CONCEPT;
+            let slot = concept.index() * EVIDENCE_PER_CONCEPT;
             if self.span_probability(span, vocab).is_some() {
-                out[vocab.coded_index(concept) * EVIDENCE_PER_CONCEPT] = 1.0;
+                out[vocab.coded_as(concept).index() * EVIDENCE_PER_CONCEPT] = 1.0;
             }
             let offset = match span.assertion {
                 Assertion::Present => 1,
@@ -72,14 +72,15 @@ impl FindingRules {
         for span in &doc.spans {
             if let Some(p) = self.span_probability(span, vocab) {
                 let concept = span.concept.expect("coded spans have a concept");
-                let slot = &mut best[vocab.coded_index(concept)];
+                let slot = &mut best[vocab.coded_as(concept).index()];
                 *slot = Some(slot.map_or(p, |q: f32| q.max(p)));
             }
         }
-        best.into_iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let c = vocab.concept(i);
+        vocab
+            .ids()
+            .zip(best)
+            .filter_map(|(id, p)| {
+                let c = vocab.concept(id);
                 p.map(|probability| Finding {
                     concept: c.heading.clone(),
                     concept_type: c.concept_type,

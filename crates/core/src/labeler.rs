@@ -5,14 +5,14 @@ use crate::context::{assertion_of, ContextRules};
 use crate::doc::{Doc, Span};
 use crate::phrase_matcher::PhraseMatcher;
 use crate::schema::Assertion;
-use crate::vocab::{Coding, Vocabulary};
+use crate::vocab::{Coding, ConceptId, Vocabulary};
 
 /// What a dictionary phrase stands for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Entry {
     /// A synonym of a concept; `abnormal` when the phrase itself says the
     /// structure is abnormal (`low lung volumes`).
-    Concept { index: usize, abnormal: bool },
+    Concept { id: ConceptId, abnormal: bool },
     /// A longer phrase that names nothing and silences the synonyms inside it.
     Blocker,
 }
@@ -29,7 +29,7 @@ pub struct Mention {
 /// A mention linked to a concept, before assertion.
 struct Candidate {
     tokens: std::ops::Range<usize>,
-    index: usize,
+    concept: ConceptId,
     abnormal: bool,
     score: f32,
     source: String,
@@ -40,7 +40,7 @@ struct Candidate {
 pub struct RuleLabeler {
     dictionary: PhraseMatcher<Entry>,
     /// One-word synonyms of six or more letters, for typo-tolerant linking.
-    long_words: Vec<(String, usize)>,
+    long_words: Vec<(String, ConceptId)>,
     modifiers: PhraseMatcher<usize>,
     context: ContextRules,
     qualifiers: Vec<String>,
@@ -57,32 +57,26 @@ const ABNORMAL: &str = "abnormal";
 impl RuleLabeler {
     pub fn new(vocab: &Vocabulary, context: ContextRules) -> Self {
         let mut dictionary = PhraseMatcher::default();
-        for (index, c) in vocab.concepts.iter().enumerate() {
+        for (id, c) in vocab.ids().zip(&vocab.concepts) {
             for s in &c.synonyms {
                 dictionary.insert_phrase(
                     s,
                     Entry::Concept {
-                        index,
+                        id,
                         abnormal: false,
                     },
                 );
             }
             for s in &c.abnormal_phrases {
-                dictionary.insert_phrase(
-                    s,
-                    Entry::Concept {
-                        index,
-                        abnormal: true,
-                    },
-                );
+                dictionary.insert_phrase(s, Entry::Concept { id, abnormal: true });
             }
         }
         let mut long_words = Vec::new();
-        for (index, c) in vocab.concepts.iter().enumerate() {
+        for (id, c) in vocab.ids().zip(&vocab.concepts) {
             for s in &c.synonyms {
                 if let [word] = crate::text::phrase_keys(s).as_slice() {
                     if word.chars().count() >= 6 {
-                        long_words.push((word.clone(), index));
+                        long_words.push((word.clone(), id));
                     }
                 }
             }
@@ -130,9 +124,9 @@ impl RuleLabeler {
     /// (insertion, deletion, substitution, transposition) from a one-word
     /// synonym of six or more letters, and from only one concept's
     /// (`cardiomegally`, `pneumothroax`).
-    pub fn link(&self, tokens: &[crate::text::Token]) -> Option<usize> {
+    pub fn link(&self, tokens: &[crate::text::Token]) -> Option<ConceptId> {
         let concept = |e: &Entry| match e {
-            Entry::Concept { index, .. } => Some(*index),
+            Entry::Concept { id, .. } => Some(*id),
             Entry::Blocker => None,
         };
         for start in 0..tokens.len() {
@@ -150,7 +144,7 @@ impl RuleLabeler {
             .long_words
             .iter()
             .filter(|(word, _)| within_one_edit(word, last))
-            .map(|(_, index)| *index);
+            .map(|(_, id)| *id);
         let first = near.next()?;
         near.all(|i| i == first).then_some(first)
     }
@@ -167,9 +161,9 @@ impl RuleLabeler {
         let mut candidates: Vec<Candidate> = matches
             .iter()
             .filter_map(|m| match *m.value {
-                Entry::Concept { index, abnormal } => Some(Candidate {
+                Entry::Concept { id, abnormal } => Some(Candidate {
                     tokens: m.tokens.clone(),
-                    index,
+                    concept: id,
                     abnormal,
                     score: 1.0,
                     source: SOURCE.to_string(),
@@ -186,10 +180,10 @@ impl RuleLabeler {
             {
                 continue;
             }
-            if let Some(index) = self.link(&doc.tokens[range.clone()]) {
+            if let Some(concept) = self.link(&doc.tokens[range.clone()]) {
                 candidates.push(Candidate {
                     tokens: range.clone(),
-                    index,
+                    concept,
                     abnormal: false,
                     score: mention.score,
                     source: mention.source.clone(),
@@ -220,7 +214,7 @@ impl RuleLabeler {
 
         let mut spans = Vec::new();
         for c in candidates {
-            let concept = vocab.concept(c.index);
+            let concept = vocab.concept(c.concept);
             let scopes = &sentence_scopes[sentence_of_token[c.tokens.start]];
             let assertion = assertion_of(scopes, &c.tokens);
             let mut abnormal_qualifiers = Vec::new();
@@ -233,8 +227,8 @@ impl RuleLabeler {
                 end: chars.end,
                 section: doc.section_of(c.tokens.start),
                 tokens: c.tokens,
-                label: concept.concept_type.label(),
-                concept: Some(c.index),
+                label: concept.concept_type,
+                concept: Some(c.concept),
                 assertion,
                 score: c.score,
                 source: c.source,

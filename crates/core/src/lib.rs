@@ -6,6 +6,7 @@
 
 pub mod bundle;
 pub mod calibration;
+pub mod cases;
 pub mod context;
 pub mod doc;
 pub mod findings;
@@ -24,6 +25,4 @@ pub mod text;
 pub mod vocab;
 
 pub use pipeline::RulePipeline;
-pub use schema::{
-    Assertion, ConceptType, Entity, EntityLabel, Finding, FindingSource, HeatMap, Prediction,
-};
+pub use schema::{Assertion, ConceptType, Entity, Finding, FindingSource, HeatMap, Prediction};

@@ -65,6 +65,19 @@ pub struct ImageRef {
     pub projection: Option<Projection>,
 }
 
+/// A report's images that the user has, frontal views first (otherwise in
+/// the report's order): `find` looks an image up by its `ImageRef::image_key`
+/// (`IM-0001-4001`), the part of its name every OpenI layout shares. The
+/// one pairing of reports with image files, for `predict --openi-images`,
+/// `fusion train` and review sessions.
+pub fn present_views<T>(images: &[ImageRef], find: impl Fn(&str) -> Option<T>) -> Vec<T> {
+    let mut refs: Vec<&ImageRef> = images.iter().collect();
+    refs.sort_by_key(|r| r.projection != Some(Projection::Frontal));
+    refs.iter()
+        .filter_map(|r| find(ImageRef::image_key(&r.id)?))
+        .collect()
+}
+
 impl ImageRef {
     /// The part of an image name that is the same in every OpenI layout
     /// (`IM-0001-4001` for `CXR1_1_IM-0001-4001.png` and `1_IM-0001-4001.dcm.png`).

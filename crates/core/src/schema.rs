@@ -16,16 +16,9 @@ pub enum ConceptType {
 }
 
 impl ConceptType {
-    /// The entity label that spans of this concept type carry.
-    pub fn label(self) -> EntityLabel {
-        match self {
-            Self::Anatomy => EntityLabel::Anatomy,
-            Self::Disease => EntityLabel::Disease,
-            Self::Finding => EntityLabel::Finding,
-            Self::Device => EntityLabel::Device,
-        }
-    }
+    pub const ALL: [Self; 4] = [Self::Anatomy, Self::Disease, Self::Finding, Self::Device];
 
+    /// The name in a finding's `type` (`anatomy`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Anatomy => "anatomy",
@@ -34,16 +27,39 @@ impl ConceptType {
             Self::Device => "device",
         }
     }
+
+    /// The name as an entity's `label` and a BIO tag's type (`ANATOMY`):
+    /// the spelling of NER corpora, kept so that both read as before.
+    pub fn entity_label(self) -> &'static str {
+        match self {
+            Self::Anatomy => "ANATOMY",
+            Self::Disease => "DISEASE",
+            Self::Finding => "FINDING",
+            Self::Device => "DEVICE",
+        }
+    }
+
+    /// The type of an entity label or tag type (`ANATOMY`).
+    pub fn from_entity_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.entity_label() == label)
+    }
 }
 
-/// Entity labels (the BIO classes of the token classifier).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum EntityLabel {
-    Anatomy,
-    Disease,
-    Finding,
-    Device,
+/// An entity's label: its concept type, spelled `ANATOMY`.
+mod entity_label {
+    use super::ConceptType;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &ConceptType, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(t.entity_label())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ConceptType, D::Error> {
+        let label = <std::borrow::Cow<str>>::deserialize(d)?;
+        ConceptType::from_entity_label(&label).ok_or_else(|| {
+            serde::de::Error::unknown_variant(&label, &["ANATOMY", "DISEASE", "FINDING", "DEVICE"])
+        })
+    }
 }
 
 /// Whether the report asserts that an entity exists.
@@ -55,6 +71,18 @@ pub enum Assertion {
     Uncertain,
 }
 
+impl Assertion {
+    pub const ALL: [Self; 3] = [Self::Present, Self::Absent, Self::Uncertain];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Present => "present",
+            Self::Absent => "absent",
+            Self::Uncertain => "uncertain",
+        }
+    }
+}
+
 /// Which component judged a document-level finding present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +91,19 @@ pub enum FindingSource {
     Text,
     Image,
     Fusion,
+}
+
+impl FindingSource {
+    pub const ALL: [Self; 4] = [Self::Dictionary, Self::Text, Self::Image, Self::Fusion];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dictionary => "dictionary",
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Fusion => "fusion",
+        }
+    }
 }
 
 /// A document-level coded finding: an OpenI MeSH heading judged present.
@@ -82,7 +123,9 @@ pub struct Entity {
     pub start: usize,
     pub end: usize,
     pub text: String,
-    pub label: EntityLabel,
+    /// The linked concept's type (`ANATOMY`).
+    #[serde(with = "entity_label")]
+    pub label: ConceptType,
     pub concept: Option<String>,
     pub assertion: Assertion,
     pub score: f32,
@@ -122,4 +165,37 @@ pub struct Prediction {
     /// A heat map for each image finding.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heat_maps: Vec<HeatMap>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concept_type_names_are_the_serialized_ones() {
+        for t in ConceptType::ALL {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+            let entity = Entity {
+                start: 0,
+                end: 1,
+                text: "x".into(),
+                label: t,
+                concept: None,
+                assertion: Assertion::Present,
+                score: 1.0,
+                source: "test".into(),
+            };
+            let json = serde_json::to_value(&entity).unwrap();
+            assert_eq!(json["label"], t.entity_label());
+            assert_eq!(serde_json::from_value::<Entity>(json).unwrap(), entity);
+        }
+        for a in Assertion::ALL {
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+        for s in FindingSource::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        let wrong = r#"{"start":0,"end":1,"text":"x","label":"anatomy","concept":null,"assertion":"present","score":1.0,"source":"t"}"#;
+        assert!(serde_json::from_str::<Entity>(wrong).is_err());
+    }
 }

@@ -133,25 +133,43 @@ impl Vocabulary {
         Ok(())
     }
 
-    /// The concept a finding about concept `index` is reported under.
-    pub fn coded_index(&self, index: usize) -> usize {
-        self.concepts[index]
+    /// The concept a finding about concept `id` is reported under.
+    pub fn coded_as(&self, id: ConceptId) -> ConceptId {
+        self.concept(id)
             .codes_as
             .as_deref()
             .and_then(|h| self.find(h))
-            .unwrap_or(index)
+            .unwrap_or(id)
     }
 
-    /// Index of the concept whose heading matches `heading`, ignoring case and
+    /// The concept whose heading matches `heading`, ignoring case and
     /// surrounding whitespace (OpenI writes both `Lymph Nodes` and `Lymph nodes`).
-    pub fn find(&self, heading: &str) -> Option<usize> {
+    pub fn find(&self, heading: &str) -> Option<ConceptId> {
         let h = heading.trim();
         self.concepts
             .iter()
             .position(|c| c.heading.eq_ignore_ascii_case(h))
+            .map(ConceptId)
     }
 
-    pub fn concept(&self, index: usize) -> &Concept {
-        &self.concepts[index]
+    pub fn concept(&self, id: ConceptId) -> &Concept {
+        &self.concepts[id.0]
+    }
+
+    /// Every concept's id, in vocabulary order.
+    pub fn ids(&self) -> impl Iterator<Item = ConceptId> {
+        (0..self.concepts.len()).map(ConceptId)
+    }
+}
+
+/// A concept of the vocabulary: interned, so spans and findings carry a
+/// number and name it only at the output edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConceptId(usize);
+
+impl ConceptId {
+    /// Its position in `Vocabulary::concepts` (and in vectors indexed like it).
+    pub fn index(self) -> usize {
+        self.0
     }
 }

@@ -8,7 +8,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use integrabner_core::image_input::decode;
 use integrabner_core::RulePipeline;
-use integrabner_models::case::{analyse_case, Models};
+use integrabner_models::engine::Engine;
 use integrabner_models::image_model::ImageTagger;
 use std::path::Path;
 
@@ -20,21 +20,21 @@ fn bench(c: &mut Criterion) {
         read("models/image/model.gguf"),
     );
     let png = read("../shared/data/nih-cxr/images/00000061_012.png");
-    let rules = RulePipeline::embedded();
     let image = ImageTagger::from_bytes(&config, &weights).unwrap();
     let views = [decode(&png).unwrap()];
-    let models = Models {
-        rules: &rules,
-        report: None,
-        image: Some(&image),
-        fusion: None,
+    // As predict does: the analysis and its output object.
+    let case = |engine: &Engine| {
+        let analysed = engine.analyse("i", "", black_box(&views)).unwrap();
+        engine.prediction(&analysed, true)
     };
+    let resnet = ImageTagger::random_resnet50(&image.config, 1).unwrap();
+    let engine = Engine::new(RulePipeline::embedded(), None, Some(image), None).unwrap();
 
     let mut group = c.benchmark_group("image");
     group.sample_size(20);
     group.bench_function(
         "image model, EfficientNet-Lite0 224 px (decoded image)",
-        |b| b.iter(|| analyse_case(models, "i", "", black_box(&views)).unwrap()),
+        |b| b.iter(|| case(&engine)),
     );
     group.bench_function("decode 512 x 512 PNG", |b| {
         b.iter(|| decode(black_box(&png)).unwrap())
@@ -45,14 +45,10 @@ fn bench(c: &mut Criterion) {
 
     // ResNet-50 with random weights (none pretrained exists here): the same
     // arithmetic as a trained one, so the same time.
-    let resnet = ImageTagger::random_resnet50(&image.config, 1).unwrap();
-    let models = Models {
-        image: Some(&resnet),
-        ..models
-    };
+    let engine = Engine::new(RulePipeline::embedded(), None, Some(resnet), None).unwrap();
     group.sample_size(10);
     group.bench_function("image model, ResNet-50 224 px (decoded image)", |b| {
-        b.iter(|| analyse_case(models, "i", "", black_box(&views)).unwrap())
+        b.iter(|| case(&engine))
     });
     group.finish();
 }

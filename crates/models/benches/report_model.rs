@@ -7,6 +7,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use integrabner_core::RulePipeline;
+use integrabner_models::engine::Engine;
 use integrabner_models::report::ReportTagger;
 use std::path::Path;
 
@@ -21,7 +22,6 @@ fn bench(c: &mut Criterion) {
         read("model.gguf"),
         read("tokenizer.json"),
     );
-    let rules = RulePipeline::embedded();
     let tagger = ReportTagger::from_bytes(&config, &weights, &tokenizer).unwrap();
     let pieces = |text: &str| {
         let doc = integrabner_core::doc::Doc::new(text);
@@ -40,17 +40,23 @@ fn bench(c: &mut Criterion) {
         long.push_str(TYPICAL);
     }
     eprintln!("long report: {} word pieces", pieces(&long));
+    let engine = Engine::new(RulePipeline::embedded(), Some(tagger), None, None).unwrap();
+    // As predict does: the analysis and its output object.
+    let predict = |text: &str| {
+        let case = engine.analyse("r", black_box(text), &[]).unwrap();
+        engine.prediction(&case, true)
+    };
 
     c.bench_function("report model, median report", |b| {
-        b.iter(|| tagger.predict(&rules, "r", black_box(MEDIAN)).unwrap())
+        b.iter(|| predict(MEDIAN))
     });
     c.bench_function("report model, typical report", |b| {
-        b.iter(|| tagger.predict(&rules, "r", black_box(TYPICAL)).unwrap())
+        b.iter(|| predict(TYPICAL))
     });
     let mut group = c.benchmark_group("slow");
     group.sample_size(20);
     group.bench_function("report model, 512-piece report", |b| {
-        b.iter(|| tagger.predict(&rules, "r", black_box(&long)).unwrap())
+        b.iter(|| predict(&long))
     });
     group.bench_function("report model, load bundle (dequantize)", |b| {
         b.iter(|| ReportTagger::from_bytes(&config, &weights, &tokenizer).unwrap())

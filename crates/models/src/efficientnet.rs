@@ -307,8 +307,8 @@ impl EfficientNet {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let maps = self.feature_maps(x)?;
         match &self.fc {
-            Some(fc) => fc.forward(&crate::encoder::pool(&maps[maps.len() - 1..])?),
-            None => crate::encoder::pool(&maps),
+            Some(fc) => fc.forward(&crate::pooling::pool(&maps[maps.len() - 1..])?),
+            None => crate::pooling::pool(&maps),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::efficientnet::{self, EfficientNet, EfficientNetConfig};
 use crate::resnet::{self, ResNet, ResNetConfig};
-use candle_core::{Result, Tensor, D};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -68,13 +68,4 @@ impl Encoder {
             Self::ResNet(m) => Ok(vec![m.feature_map(&resnet::normalize(rgb)?)?]),
         }
     }
-}
-
-/// Global average of each feature map, side by side: `[batch, Σ channels]`.
-pub fn pool(feature_maps: &[Tensor]) -> Result<Tensor> {
-    let pooled = feature_maps
-        .iter()
-        .map(|m| m.flatten_from(2)?.mean(D::Minus1))
-        .collect::<Result<Vec<_>>>()?;
-    Tensor::cat(&pooled, 1)
 }

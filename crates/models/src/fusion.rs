@@ -200,14 +200,18 @@ pub struct FusionTagger {
 pub struct ImageEvidence<'a> {
     /// Pooled encoder features (mean over the case's views).
     pub features: &'a [f32],
-    /// The image model's probabilities, one per image output.
-    pub probabilities: &'a [f32],
+    /// The image model's logits, one per image output.
+    pub logits: &'a [f32],
 }
 
-/// `ln(p / (1 - p))`, with p kept off 0 and 1.
-pub fn logit(p: f32) -> f32 {
-    let p = p.clamp(1e-6, 1.0 - 1e-6);
-    (p / (1.0 - p)).ln()
+/// A model's logit as fusion reads it: within the logits of probabilities
+/// 1e-6 off 0 and 1 (computed as the fusion model's training inputs were,
+/// in f32), the range it was trained on, so that one saturated model cannot
+/// swamp the other.
+pub fn fusion_input(logit_of_model: f32) -> f32 {
+    let p = 1.0f32 - 1e-6;
+    let limit = (p / (1.0 - p)).ln();
+    logit_of_model.clamp(-limit, limit)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -262,11 +266,11 @@ impl FusionTagger {
         Ok(Self { config, model })
     }
 
-    /// Fused probability of each concept of `config.concepts`, from the
-    /// report model's probabilities (in the same order) and/or the image's.
+    /// Fused probability of each concept of `config.concepts`, from the report
+    /// model's calibrated logits (in the same order) and/or the image's.
     pub fn fuse(
         &self,
-        text_probabilities: Option<&[f32]>,
+        text_logits: Option<&[f32]>,
         image: Option<&ImageEvidence>,
     ) -> Result<Vec<f32>> {
         let row = |xs: &[f32], f: fn(f32) -> f32| -> Result<Tensor> {
@@ -276,10 +280,10 @@ impl FusionTagger {
                 &Device::Cpu,
             )
         };
-        let text = text_probabilities.map(|p| row(p, logit)).transpose()?;
+        let text = text_logits.map(|l| row(l, fusion_input)).transpose()?;
         let image = image
             .map(|i| {
-                Ok::<_, candle_core::Error>((row(i.features, |x| x)?, row(i.probabilities, logit)?))
+                Ok::<_, candle_core::Error>((row(i.features, |x| x)?, row(i.logits, fusion_input)?))
             })
             .transpose()?;
         let logits = self.model.forward(&FusionInput {

@@ -9,7 +9,8 @@
 //! head's weights applied at every position of what it reads, averaged down
 //! to the grid of the encoder's last (coarsest) feature map.
 
-use crate::encoder::{pool, Encoder, EncoderConfig};
+use crate::encoder::{Encoder, EncoderConfig};
+use crate::pooling::pool;
 use crate::quantized;
 use crate::resnet::{random_weights, ResNetConfig};
 use candle_core::{DType, Device, Module, Result, Tensor};
@@ -99,6 +100,8 @@ pub struct Activations {
 
 /// What the model saw in one image.
 pub struct ImageOutput {
+    /// Logit of each output of the config.
+    pub logits: Vec<f32>,
     /// Probability of each output of the config.
     pub probabilities: Vec<f32>,
     pub activations: Activations,
@@ -144,6 +147,7 @@ impl ImageModel {
         };
         Ok(ImageOutput {
             probabilities: candle_nn::ops::sigmoid(&logits)?.flatten_all()?.to_vec1()?,
+            logits: logits.flatten_all()?.to_vec1()?,
             activations: Activations {
                 feature_maps,
                 grey_layout,
@@ -237,6 +241,8 @@ pub struct ImageTagger {
 pub struct ImageAnalysis {
     /// Per output, the largest probability over the views.
     pub probabilities: Vec<f32>,
+    /// Per output, the logit of that probability (fusion's input).
+    pub logits: Vec<f32>,
     /// Pooled encoder features, averaged over the views (fusion's input).
     pub features: Vec<f32>,
     /// Per output, the view that gave it.
@@ -250,8 +256,6 @@ pub struct ImageAnalysis {
 pub struct ImageFindings {
     pub findings: Vec<Finding>,
     pub heat_maps: Vec<HeatMap>,
-    /// Every output's probability, `abnormal` included.
-    pub scores: Vec<(String, f32)>,
 }
 
 impl ImageTagger {
@@ -342,6 +346,7 @@ impl ImageTagger {
         let n = self.config.outputs.len();
         let mut analysis = ImageAnalysis {
             probabilities: vec![0.0; n],
+            logits: vec![0.0; n],
             features: Vec::new(),
             view_of: vec![0; n],
             activations: Vec::new(),
@@ -355,6 +360,7 @@ impl ImageTagger {
             for (k, &p) in out.probabilities.iter().enumerate() {
                 if v == 0 || p > analysis.probabilities[k] {
                     analysis.probabilities[k] = p;
+                    analysis.logits[k] = out.logits[k];
                     analysis.view_of[k] = v;
                 }
             }
@@ -398,7 +404,7 @@ impl ImageTagger {
     }
 
     /// The findings whose probability reaches their threshold, each with its
-    /// heat map, and the score of every output.
+    /// heat map.
     pub fn findings(
         &self,
         rules: &RulePipeline,
@@ -406,13 +412,6 @@ impl ImageTagger {
     ) -> std::result::Result<ImageFindings, ImageError> {
         let mut findings = Vec::new();
         let mut heat_maps = Vec::new();
-        let scores = self
-            .config
-            .outputs
-            .iter()
-            .cloned()
-            .zip(analysis.probabilities.iter().copied())
-            .collect();
         for (k, name) in self.config.outputs.iter().enumerate() {
             let p = analysis.probabilities[k];
             if name == ABNORMAL || p < self.config.thresholds[k] {
@@ -434,7 +433,6 @@ impl ImageTagger {
         Ok(ImageFindings {
             findings,
             heat_maps,
-            scores,
         })
     }
 }

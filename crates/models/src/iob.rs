@@ -1,6 +1,76 @@
 //! IOB-tagged corpora (`token<TAB>tag` lines, a blank line between
 //! sentences) and strict span-level scoring, as in conlleval: a span is
 //! correct only with the same start, end and type.
+//!
+//! Tags are read into `Tag` once, at the edge (a corpus line, a model's
+//! config); decoding and scoring work on `Tag`s, never on `"B-X"` strings.
+
+use integrabner_core::ConceptType;
+
+/// A BIO tag over entity types `T`: `&str` for corpora and the NER models'
+/// own types, `ConceptType` for the report model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tag<T> {
+    Outside,
+    Begin(T),
+    Inside(T),
+}
+
+impl<T: Copy> Tag<T> {
+    pub fn entity_type(self) -> Option<T> {
+        match self {
+            Self::Outside => None,
+            Self::Begin(t) | Self::Inside(t) => Some(t),
+        }
+    }
+}
+
+impl<'a> Tag<&'a str> {
+    /// `O`, `B-X` or `I-X`; anything else is not a tag.
+    pub fn parse(name: &'a str) -> Option<Self> {
+        match name.split_once('-') {
+            None if name == "O" => Some(Self::Outside),
+            Some(("B", ty)) if !ty.is_empty() => Some(Self::Begin(ty)),
+            Some(("I", ty)) if !ty.is_empty() => Some(Self::Inside(ty)),
+            _ => None,
+        }
+    }
+
+    /// A model's tag name as decoding reads it: what is not a tag is outside.
+    fn lenient(name: &'a str) -> Self {
+        Self::parse(name).unwrap_or(Self::Outside)
+    }
+}
+
+impl Tag<ConceptType> {
+    /// The tags of the report model's entity head in head order: `O`, then
+    /// `B-`/`I-` per concept type.
+    pub fn report_head() -> Vec<Self> {
+        let mut tags = vec![Self::Outside];
+        for t in ConceptType::ALL {
+            tags.extend([Self::Begin(t), Self::Inside(t)]);
+        }
+        tags
+    }
+
+    /// A report-model tag name (`B-ANATOMY`).
+    pub fn parse_report(name: &str) -> Option<Self> {
+        Some(match Tag::parse(name)? {
+            Tag::Outside => Self::Outside,
+            Tag::Begin(t) => Self::Begin(ConceptType::from_entity_label(t)?),
+            Tag::Inside(t) => Self::Inside(ConceptType::from_entity_label(t)?),
+        })
+    }
+
+    /// The name in a model config (`B-ANATOMY`).
+    pub fn name(self) -> String {
+        match self {
+            Self::Outside => "O".into(),
+            Self::Begin(t) => format!("B-{}", t.entity_label()),
+            Self::Inside(t) => format!("I-{}", t.entity_label()),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sentence {
@@ -31,7 +101,7 @@ pub fn parse_iob(text: &str) -> Result<Vec<Sentence>, String> {
         let (word, tag) = line
             .rsplit_once('\t')
             .ok_or_else(|| format!("line {}: expected token<TAB>tag", n + 1))?;
-        if !(tag == "O" || tag.starts_with("B-") || tag.starts_with("I-")) {
+        if Tag::parse(tag).is_none() {
             return Err(format!("line {}: {tag:?} is not an IOB tag", n + 1));
         }
         current.words.push(word.to_string());
@@ -45,29 +115,28 @@ pub fn parse_iob(text: &str) -> Result<Vec<Sentence>, String> {
 
 /// Spans `(start, end, type)` over word indices, end exclusive. An `I-X`
 /// that does not continue an `X` span starts one (conlleval's rule).
-pub fn spans(tags: &[impl AsRef<str>]) -> Vec<(usize, usize, String)> {
-    let mut out: Vec<(usize, usize, String)> = Vec::new();
-    let mut open: Option<(usize, String)> = None;
-    for (i, tag) in tags.iter().enumerate() {
-        let tag = tag.as_ref();
-        let (kind, ty) = match tag.split_once('-') {
-            Some((k, t)) => (k, t),
-            None => ("O", ""),
-        };
-        let continues = kind == "I" && open.as_ref().is_some_and(|(_, t)| t == ty);
+pub fn spans<T: Copy + PartialEq>(tags: &[Tag<T>]) -> Vec<(usize, usize, T)> {
+    let mut out = Vec::new();
+    let mut open: Option<(usize, T)> = None;
+    for (i, &tag) in tags.iter().enumerate() {
+        let continues = matches!((tag, open), (Tag::Inside(t), Some((_, o))) if t == o);
         if !continues {
             if let Some((start, t)) = open.take() {
                 out.push((start, i, t));
             }
-            if kind == "B" || kind == "I" {
-                open = Some((i, ty.to_string()));
-            }
+            open = tag.entity_type().map(|t| (i, t));
         }
     }
     if let Some((start, t)) = open {
         out.push((start, tags.len(), t));
     }
     out
+}
+
+/// The spans of tag names (a corpus's, a NER model's), typed by name.
+pub fn spans_of_names<'a>(names: &[&'a str]) -> Vec<(usize, usize, &'a str)> {
+    let tags: Vec<Tag<&str>> = names.iter().map(|n| Tag::lenient(n)).collect();
+    spans(&tags)
 }
 
 /// The most probable valid IOB sequence given each word's label
@@ -77,20 +146,21 @@ pub fn spans(tags: &[impl AsRef<str>]) -> Vec<(usize, usize, String)> {
 /// one word's `I-X` narrowly loses to `O`; the joint choice repairs that from
 /// the neighbours' evidence.
 pub fn decode_valid_iob(probs: &[Vec<f32>], labels: &[impl AsRef<str>]) -> Vec<usize> {
-    fn type_of(label: &str) -> Option<&str> {
-        label.split_once('-').map(|(_, ty)| ty)
-    }
-    let inside_of: Vec<Option<&str>> = labels
+    let tags: Vec<Tag<&str>> = labels.iter().map(|l| Tag::lenient(l.as_ref())).collect();
+    let inside_of: Vec<Option<&str>> = tags
         .iter()
-        .map(|l| l.as_ref().strip_prefix("I-"))
+        .map(|t| match t {
+            Tag::Inside(ty) => Some(*ty),
+            _ => None,
+        })
         .collect();
     // can_follow[prev][next]: whether tag `next` may come right after `prev`.
-    let can_follow: Vec<Vec<bool>> = labels
+    let can_follow: Vec<Vec<bool>> = tags
         .iter()
         .map(|prev| {
             inside_of
                 .iter()
-                .map(|inside| inside.is_none() || *inside == type_of(prev.as_ref()))
+                .map(|inside| inside.is_none() || *inside == prev.entity_type())
                 .collect()
         })
         .collect();
@@ -144,8 +214,10 @@ pub struct SpanCounts {
 
 impl SpanCounts {
     pub fn add(&mut self, gold: &[impl AsRef<str>], predicted: &[impl AsRef<str>]) {
-        let gold = spans(gold);
-        let predicted = spans(predicted);
+        let gold: Vec<&str> = gold.iter().map(AsRef::as_ref).collect();
+        let predicted: Vec<&str> = predicted.iter().map(AsRef::as_ref).collect();
+        let gold = spans_of_names(&gold);
+        let predicted = spans_of_names(&predicted);
         let hits = predicted.iter().filter(|p| gold.contains(p)).count();
         self.true_positives += hits;
         self.false_positives += predicted.len() - hits;
@@ -220,15 +292,21 @@ mod tests {
     }
 
     #[test]
+    fn report_tags_read_back_from_their_names() {
+        for tag in Tag::report_head() {
+            assert_eq!(Tag::parse_report(&tag.name()), Some(tag));
+        }
+        assert_eq!(Tag::report_head().len(), 9);
+        assert_eq!(Tag::parse_report("B-Disease"), None);
+        assert_eq!(Tag::parse("B-"), None);
+        assert_eq!(Tag::parse("X-Y"), None);
+    }
+
+    #[test]
     fn strict_spans_follow_conlleval() {
         assert_eq!(
-            spans(&["B-D", "I-D", "O", "I-D", "B-A", "I-D"]),
-            vec![
-                (0, 2, "D".to_string()),
-                (3, 4, "D".to_string()),
-                (4, 5, "A".to_string()),
-                (5, 6, "D".to_string())
-            ]
+            spans_of_names(&["B-D", "I-D", "O", "I-D", "B-A", "I-D"]),
+            vec![(0, 2, "D"), (3, 4, "D"), (4, 5, "A"), (5, 6, "D")]
         );
         let mut c = SpanCounts::default();
         c.add(&["B-D", "I-D", "O", "B-D"], &["B-D", "O", "O", "B-D"]);

@@ -7,15 +7,16 @@
 //! from disk and training live in `integrabner-train`.
 
 pub mod bert;
-pub mod case;
 pub mod config;
 pub mod efficientnet;
 pub mod encoder;
+pub mod engine;
 mod frozen_batch_norm;
 pub mod fusion;
 pub mod image_model;
 pub mod iob;
 mod kernels;
+pub mod pooling;
 pub mod quantized;
 pub mod report;
 pub mod report_model;

@@ -7,7 +7,7 @@
 //! holds it with the most context; the document is pooled over the real
 //! tokens of all windows. Training builds its inputs with the same functions.
 
-use crate::iob::spans;
+use crate::iob::{spans, Tag};
 use crate::quantized;
 use crate::report_model::{ReportModel, ReportModelConfig};
 use crate::tokenizer::{context_margin, windows, BertTokenizer, TokenizerError, WordPieces};
@@ -16,7 +16,7 @@ use candle_nn::VarBuilder;
 use integrabner_core::bundle::{model_file, BundleFile, FileRole};
 use integrabner_core::doc::{Doc, Span};
 use integrabner_core::pipeline::InputError;
-use integrabner_core::schema::{Assertion, EntityLabel, Finding, FindingSource, Prediction};
+use integrabner_core::schema::{Assertion, ConceptType, Finding, FindingSource, Prediction};
 use integrabner_core::RulePipeline;
 use std::ops::Range;
 
@@ -30,8 +30,7 @@ pub const SOURCE: &str = "text";
 pub const MAX_MODEL_PIECES: usize = 2048;
 
 /// Assertion classes in head order.
-pub const ASSERTIONS: [Assertion; 3] =
-    [Assertion::Present, Assertion::Absent, Assertion::Uncertain];
+pub const ASSERTIONS: [Assertion; 3] = Assertion::ALL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -49,62 +48,16 @@ pub enum ReportError {
         "the report has {pieces} word pieces; the report model reads at most {MAX_MODEL_PIECES}"
     )]
     TooLongForModel { pieces: usize },
+    #[error("model config: {0:?} is not a tag of the report model (O, B-TYPE, I-TYPE)")]
+    UnknownTag(String),
 }
 
-/// A report's prediction, and a note for the user when the rule labeler
-/// stood in for the report model.
-pub struct Analysed {
-    pub prediction: Prediction,
-    pub note: Option<String>,
-}
-
-/// Analyses a report with the report model when there is one, else (or when
-/// the report is too long for it) with the rule labeler: the one entry point
-/// of the CLI and the browser worker.
-pub fn analyse_report(
-    tagger: Option<&ReportTagger>,
-    rules: &RulePipeline,
-    id: &str,
-    text: &str,
-) -> Result<Analysed, ReportError> {
-    let Some(tagger) = tagger else {
-        return Ok(Analysed {
-            prediction: rules.predict(id, text)?,
-            note: None,
-        });
-    };
-    match tagger.predict(rules, id, text) {
-        Ok(prediction) => Ok(Analysed {
-            prediction,
-            note: None,
-        }),
-        Err(e @ ReportError::TooLongForModel { .. }) => Ok(Analysed {
-            prediction: rules.predict(id, text)?,
-            note: Some(format!("{e}, so the rule labeler analysed it alone")),
-        }),
-        Err(e) => Err(e),
-    }
-}
-
-/// The entity label of a tag type (`ANATOMY` → `EntityLabel::Anatomy`).
-pub fn entity_label(ty: &str) -> Option<EntityLabel> {
-    Some(match ty {
-        "ANATOMY" => EntityLabel::Anatomy,
-        "DISEASE" => EntityLabel::Disease,
-        "FINDING" => EntityLabel::Finding,
-        "DEVICE" => EntityLabel::Device,
-        _ => return None,
-    })
-}
-
-/// The BIO tag names of the entity head: `O`, then `B-`/`I-` per label.
-pub fn entity_tags() -> Vec<String> {
-    let mut tags = vec!["O".to_string()];
-    for ty in ["ANATOMY", "DISEASE", "FINDING", "DEVICE"] {
-        tags.push(format!("B-{ty}"));
-        tags.push(format!("I-{ty}"));
-    }
-    tags
+/// The entity head's tags, read from a model config's names.
+pub fn report_tags(names: &[String]) -> Result<Vec<Tag<ConceptType>>, ReportError> {
+    names
+        .iter()
+        .map(|n| Tag::parse_report(n).ok_or_else(|| ReportError::UnknownTag(n.clone())))
+        .collect()
 }
 
 /// A document's word pieces cut into windows.
@@ -236,6 +189,8 @@ pub struct ReportTagger {
     pub model: ReportModel,
     pub tokenizer: BertTokenizer,
     pub config: ReportModelConfig,
+    /// `config.entity_labels`, read once.
+    tags: Vec<Tag<ConceptType>>,
     device: Device,
 }
 
@@ -252,6 +207,9 @@ struct Encoding {
 pub struct ReportAnalysis {
     /// The report's tokens with the model's entities as spans.
     pub doc: Doc,
+    /// Calibrated logit (`logit / temperature`) of each concept of
+    /// `config.concepts`: what fusion reads.
+    pub logits: Vec<f32>,
     /// Calibrated probability of each concept of `config.concepts`.
     pub probabilities: Vec<f32>,
 }
@@ -283,6 +241,7 @@ impl ReportTagger {
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         Ok(Self {
             model: ReportModel::load(vb, &config)?,
+            tags: report_tags(&config.entity_labels)?,
             tokenizer,
             config,
             device,
@@ -345,25 +304,28 @@ impl ReportTagger {
         })
     }
 
-    /// Calibrated findings probabilities: the mean over every real token of
-    /// every window, with `evidence` (the rules' or zeros) beside it.
-    fn findings_probabilities(
+    /// Calibrated findings logits and their probabilities: the mean over
+    /// every real token of every window, with `evidence` (the rules' or
+    /// zeros) beside it.
+    fn findings_outputs(
         &self,
         hidden: &Tensor,
         mask: &Tensor,
         evidence: Vec<f32>,
-    ) -> Result<Vec<f32>, ReportError> {
+    ) -> Result<(Vec<f32>, Vec<f32>), ReportError> {
         let count = mask.to_dtype(DType::F32)?.sum_all()?;
         let pooled = ReportModel::masked_sum(hidden, mask)?
             .sum_keepdim(0)?
             .broadcast_div(&count)?;
         let evidence = Tensor::from_vec(evidence, (1, self.config.rule_features), &self.device)?;
         let logits = self.model.findings_logits(&pooled, &evidence, None)?;
-        Ok(
-            candle_nn::ops::sigmoid(&(logits / f64::from(self.config.temperature))?)?
+        let calibrated = (logits / f64::from(self.config.temperature))?;
+        Ok((
+            calibrated.flatten_all()?.to_vec1()?,
+            candle_nn::ops::sigmoid(&calibrated)?
                 .flatten_all()?
                 .to_vec1()?,
-        )
+        ))
     }
 
     /// The findings probabilities with the rule evidence and on text alone
@@ -376,8 +338,10 @@ impl ReportTagger {
         let encoding = self.encode_report(rules, text)?;
         let zeros = vec![0.0; self.config.rule_features];
         Ok((
-            self.findings_probabilities(&encoding.hidden, &encoding.mask, encoding.rule_evidence)?,
-            self.findings_probabilities(&encoding.hidden, &encoding.mask, zeros)?,
+            self.findings_outputs(&encoding.hidden, &encoding.mask, encoding.rule_evidence)?
+                .1,
+            self.findings_outputs(&encoding.hidden, &encoding.mask, zeros)?
+                .1,
         ))
     }
 
@@ -419,15 +383,9 @@ impl ReportTagger {
                 }
             }
         }
-        let tags: Vec<&str> = best
-            .iter()
-            .map(|&(_, tag, _)| self.config.entity_labels[tag].as_str())
-            .collect();
-        let mut found: Vec<(Range<usize>, EntityLabel, f32)> = Vec::new();
-        for (start, end, ty) in spans(&tags) {
-            let Some(label) = entity_label(&ty) else {
-                continue;
-            };
+        let tags: Vec<Tag<ConceptType>> = best.iter().map(|&(_, tag, _)| self.tags[tag]).collect();
+        let mut found: Vec<(Range<usize>, ConceptType, f32)> = Vec::new();
+        for (start, end, label) in spans(&tags) {
             let score = best[start..end].iter().map(|b| b.2).fold(1.0, f32::min);
             // Two touching spans of one type that together are a vocabulary
             // phrase are one entity the tagger split ("lung" + "nodules").
@@ -468,7 +426,7 @@ impl ReportTagger {
                 // The label is the linked concept's type, as in every other
                 // source: the tagger's own type decided where the span is,
                 // but a DISEASE entity coded `Pleura` would contradict itself.
-                let label = rules.vocab.concept(concept).concept_type.label();
+                let label = rules.vocab.concept(concept).concept_type;
                 let chars = doc.char_range(&words);
                 let (class, _) = argmax(&a);
                 doc.spans.push(Span {
@@ -491,23 +449,20 @@ impl ReportTagger {
         } else {
             vec![0.0; self.config.rule_features]
         };
-        let probabilities = self.findings_probabilities(&hidden, &mask, evidence)?;
-        Ok(ReportAnalysis { doc, probabilities })
+        let (logits, probabilities) = self.findings_outputs(&hidden, &mask, evidence)?;
+        Ok(ReportAnalysis {
+            doc,
+            logits,
+            probabilities,
+        })
     }
 
-    /// The output object: the model's entities and the concepts whose
-    /// probability reaches the threshold.
-    pub fn prediction(
-        &self,
-        rules: &RulePipeline,
-        id: &str,
-        analysis: &ReportAnalysis,
-    ) -> Prediction {
-        let findings = self
-            .config
+    /// The concepts whose probability reaches the threshold.
+    pub fn findings(&self, rules: &RulePipeline, probabilities: &[f32]) -> Vec<Finding> {
+        self.config
             .concepts
             .iter()
-            .zip(&analysis.probabilities)
+            .zip(probabilities)
             .filter(|(_, &p)| p >= self.config.threshold)
             .filter_map(|(heading, &probability)| {
                 let concept = rules.vocab.concept(rules.vocab.find(heading)?);
@@ -518,10 +473,20 @@ impl ReportTagger {
                     source: FindingSource::Text,
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    /// The output object of a report alone: the model's entities, its
+    /// findings and every concept's probability.
+    pub fn prediction(
+        &self,
+        rules: &RulePipeline,
+        id: &str,
+        analysis: &ReportAnalysis,
+    ) -> Prediction {
         Prediction {
             id: id.to_string(),
-            findings,
+            findings: self.findings(rules, &analysis.probabilities),
             entities: analysis.doc.entities(&rules.vocab),
             scores: self
                 .config
@@ -532,16 +497,6 @@ impl ReportTagger {
                 .collect(),
             heat_maps: Vec::new(),
         }
-    }
-
-    pub fn predict(
-        &self,
-        rules: &RulePipeline,
-        id: &str,
-        text: &str,
-    ) -> Result<Prediction, ReportError> {
-        let analysis = self.analyse(rules, text, true)?;
-        Ok(self.prediction(rules, id, &analysis))
     }
 }
 

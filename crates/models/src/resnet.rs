@@ -297,7 +297,7 @@ impl ResNet {
 
     /// ImageNet logits `[batch, classes]`, or the pooled features without `fc`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let pooled = crate::encoder::pool(&[self.feature_map(x)?])?;
+        let pooled = crate::pooling::pool(&[self.feature_map(x)?])?;
         match &self.fc {
             Some(fc) => fc.forward(&pooled),
             None => Ok(pooled),

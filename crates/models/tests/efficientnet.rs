@@ -132,7 +132,7 @@ fn image_model_gives_probabilities_and_an_exact_heat_map_per_output() {
     let sizes: Vec<usize> = maps.iter().map(|m| m.dim(3).unwrap()).collect();
     assert_eq!(sizes, [56, 28, 14, 14, 7, 7, 7]);
     assert_eq!(out.probabilities.len(), 2);
-    let features: Vec<f32> = integrabner_models::encoder::pool(maps)
+    let features: Vec<f32> = integrabner_models::pooling::pool(maps)
         .unwrap()
         .flatten_all()
         .unwrap()

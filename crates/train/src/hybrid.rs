@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use integrabner_core::doc::Doc;
 use integrabner_core::labeler::Mention;
 use integrabner_core::{Prediction, RulePipeline};
-use integrabner_models::iob::{spans, Sentence};
+use integrabner_models::iob::{spans_of_names, Sentence};
 
 pub struct HybridLabeler {
     pub pipeline: RulePipeline,
@@ -37,7 +37,7 @@ impl HybridLabeler {
             let tagged = model.tag(&sentences, &ProgressBar::hidden())?;
             for (range, words) in doc.sentences.iter().zip(tagged) {
                 let tags: Vec<&str> = words.iter().map(|(t, _)| t.as_str()).collect();
-                for (start, end, _) in spans(&tags) {
+                for (start, end, _) in spans_of_names(&tags) {
                     let score = words[start..end].iter().map(|w| w.1).fold(1.0, f32::min);
                     mentions.push(Mention {
                         tokens: range.start + start..range.start + end,

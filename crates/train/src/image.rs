@@ -17,10 +17,11 @@ use integrabner_core::image_input::{decode, dimensions, encoder_input, Fit};
 use integrabner_core::metrics::roc_auc;
 use integrabner_core::nih::{NihImage, ABNORMAL};
 use integrabner_core::split::Split;
-use integrabner_models::encoder::{pool, Encoder, EncoderConfig};
+use integrabner_models::encoder::{Encoder, EncoderConfig};
 use integrabner_models::image_model::{
     combine_logits, grey_layout, GreyLayoutConfig, GREY_LAYOUT_HEAD, IMAGE_HEAD,
 };
+use integrabner_models::pooling::pool;
 use std::collections::HashMap;
 use std::path::Path;
 

@@ -4,11 +4,13 @@
 
 pub mod adamw;
 pub mod checkpoint;
+pub mod coding_eval;
 pub mod export;
 pub mod fusion;
 pub mod hybrid;
 pub mod image;
 pub mod ner;
+pub mod nih_eval;
 pub mod report;
 pub mod resnet_training;
 pub mod trainer;

@@ -2,7 +2,7 @@
 //! entity), the image with a heat map, the items to judge and the case form.
 
 use super::super::image_panel::{heat_map_svg, HeatMapToggle};
-use super::super::results::{assertion_name, entity_mark, label_name, Legend};
+use super::super::results::{entity_mark, Legend};
 use super::controller::{Draft, Review, Stage};
 use super::form::FormFields;
 use crate::highlight::{segments, Segment};
@@ -11,13 +11,8 @@ use integrabner_core::{Assertion, ConceptType, Entity};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-const TYPES: [ConceptType; 4] = [
-    ConceptType::Anatomy,
-    ConceptType::Disease,
-    ConceptType::Finding,
-    ConceptType::Device,
-];
-const ASSERTIONS: [Assertion; 3] = [Assertion::Present, Assertion::Absent, Assertion::Uncertain];
+const TYPES: [ConceptType; 4] = ConceptType::ALL;
+const ASSERTIONS: [Assertion; 3] = Assertion::ALL;
 
 fn parse_type(s: &str) -> ConceptType {
     TYPES
@@ -29,7 +24,7 @@ fn parse_type(s: &str) -> ConceptType {
 fn parse_assertion(s: &str) -> Assertion {
     ASSERTIONS
         .into_iter()
-        .find(|a| assertion_name(*a) == s)
+        .find(|a| a.as_str() == s)
         .unwrap_or(Assertion::Present)
 }
 
@@ -141,7 +136,7 @@ fn ReviewReport(review: Review) -> impl IntoView {
                                 start,
                                 end,
                                 text: item.text.clone(),
-                                label: r.concept_type.label(),
+                                label: r.concept_type,
                                 concept: r.concept.clone(),
                                 assertion: r.assertion,
                                 score: item.score.unwrap_or(1.0),
@@ -238,7 +233,7 @@ fn AddControls(review: Review) -> impl IntoView {
             </select>
             <label for="add-assertion">" Assertion "</label>
             <select id="add-assertion" on:change=move |ev| { let a = parse_assertion(&event_target_value(&ev)); set(&|d| d.assertion = a) }>
-                {ASSERTIONS.map(|a| view! { <option value=assertion_name(a) selected=move || review.draft.with(|d| d.assertion == a)>{assertion_name(a)}</option> }).collect_view()}
+                {ASSERTIONS.map(|a| view! { <option value=a.as_str() selected=move || review.draft.with(|d| d.assertion == a)>{a.as_str()}</option> }).collect_view()}
             </select>
             <div class="actions">
                 <button id="add-entity" type="button" on:click=move |_| review.add_entity()>"Add selected text as entity"</button>
@@ -349,7 +344,7 @@ fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
             data-verdict=verdict.as_str()
             data-type=judged.concept_type.as_str()
             data-concept=judged.concept.clone().unwrap_or_default()
-            data-assertion=assertion_name(judged.assertion)
+            data-assertion=judged.assertion.as_str()
             class=move || if review.focus.get() == index { "focused" } else { "" }
             aria-selected=move || (review.focus.get() == index).to_string()
             on:click=move |_| review.focus.set(index)
@@ -360,7 +355,7 @@ fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
             </td>
             <td>
                 <select aria-label="Type" on:change=move |ev| { let t = parse_type(&event_target_value(&ev)); correct(Box::new(move |r| r.concept_type = t)) }>
-                    {TYPES.map(|t| view! { <option value=t.as_str() selected=judged.concept_type == t>{label_name(t.label()).to_lowercase()}</option> }).collect_view()}
+                    {TYPES.map(|t| view! { <option value=t.as_str() selected=judged.concept_type == t>{t.as_str()}</option> }).collect_view()}
                 </select>
             </td>
             <td>
@@ -370,7 +365,7 @@ fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
                 {if is_entity {
                     view! {
                         <select aria-label="Assertion" on:change=move |ev| { let a = parse_assertion(&event_target_value(&ev)); correct(Box::new(move |r| r.assertion = a)) }>
-                            {ASSERTIONS.map(|a| view! { <option value=assertion_name(a) selected=judged.assertion == a>{assertion_name(a)}</option> }).collect_view()}
+                            {ASSERTIONS.map(|a| view! { <option value=a.as_str() selected=judged.assertion == a>{a.as_str()}</option> }).collect_view()}
                         </select>
                     }
                     .into_any()

@@ -1,17 +1,14 @@
 //! The review session's state and every change to it. Each change goes
 //! through [`Review::change`], which counts reviewing time and saves.
 
-use super::super::idb::{Db, CURRENT, HOLDER, IMAGE_STORE, SESSION_STORE};
-use super::super::state::{AppState, Phase};
-use super::super::worker_client::{WorkerClient, WORKER_STOPPED};
+use super::super::idb::{Db, CURRENT, HOLDER, SESSION_STORE};
+use super::super::state::AppState;
+use super::super::worker_client::WorkerClient;
 use crate::review::session::{Action, Case, Item, Reading, Session, Undo};
 use crate::review::vocabulary::Headings;
 use integrabner_core::{Assertion, ConceptType};
-use js_sys::Uint8Array;
-use leptos::ev;
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen_futures::spawn_local;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -50,7 +47,7 @@ pub struct Draft {
 #[derive(Clone, Copy)]
 pub struct Review {
     pub app: AppState,
-    client: StoredValue<WorkerClient, LocalStorage>,
+    pub(super) client: StoredValue<WorkerClient, LocalStorage>,
     pub session: RwSignal<Option<Session>>,
     pub stage: RwSignal<Stage>,
     /// The item of the current case that the keyboard acts on.
@@ -72,13 +69,13 @@ pub struct Review {
     /// The report text the expert selected: char offsets and the text.
     pub selection: RwSignal<Option<(usize, usize, String)>>,
     pub headings: StoredValue<Headings>,
-    undo: StoredValue<Vec<Undo>>,
-    last_tick: StoredValue<f64>,
-    db: StoredValue<Option<Db>, LocalStorage>,
-    analysing: StoredValue<bool>,
+    pub(super) undo: StoredValue<Vec<Undo>>,
+    pub(super) last_tick: StoredValue<f64>,
+    pub(super) db: StoredValue<Option<Db>, LocalStorage>,
+    pub(super) analysing: StoredValue<bool>,
 }
 
-fn now_ms() -> f64 {
+pub(super) fn now_ms() -> f64 {
     window().performance().map(|p| p.now()).unwrap_or(0.0)
 }
 
@@ -114,7 +111,7 @@ impl Review {
         }
     }
 
-    async fn db(self) -> Result<Db, String> {
+    pub(super) async fn db(self) -> Result<Db, String> {
         if let Some(db) = self.db.get_value() {
             return Ok(db);
         }
@@ -123,14 +120,14 @@ impl Review {
         Ok(db)
     }
 
-    fn fail(self, what: &str, error: String) {
+    pub(super) fn fail(self, what: &str, error: String) {
         self.message.set(Some(format!("{what}: {error}")));
     }
 
     /// Makes this tab the one that saves the session: another tab that held
     /// it finds out at its next save and stops. Any save of that tab that
     /// came first is in the store before this tab reads it.
-    async fn claim(self, db: &Db) -> Result<(), String> {
+    pub(super) async fn claim(self, db: &Db) -> Result<(), String> {
         self.held_elsewhere.set(false);
         db.put(SESSION_STORE, HOLDER, &self.tab.get_value().into())
             .await
@@ -290,7 +287,7 @@ impl Review {
         }
     }
 
-    fn after_navigation(self) {
+    pub(super) fn after_navigation(self) {
         self.selection.set(None);
         self.load_image();
     }
@@ -401,152 +398,6 @@ impl Review {
         }
     }
 
-    /// Shows the current case's image (kept in IndexedDB under its name)
-    /// with the strongest image finding's heat map.
-    fn load_image(self) {
-        let (name, strongest) = self
-            .with_case_untracked(|case| {
-                let strongest = case
-                    .prediction
-                    .as_ref()
-                    .and_then(crate::table::strongest_mapped_finding);
-                (case.image.clone(), strongest)
-            })
-            .unwrap_or_default();
-        self.heat_map.set(strongest);
-        if let Some((_, old)) = self.image.get_untracked() {
-            let _ = web_sys::Url::revoke_object_url(&old);
-        }
-        self.image.set(None);
-        let Some(name) = name else { return };
-        spawn_local(async move {
-            let Ok(db) = self.db().await else { return };
-            if let Ok(Some(blob)) = db.get(IMAGE_STORE, &name).await {
-                if let Some(url) = blob
-                    .dyn_ref::<web_sys::Blob>()
-                    .and_then(|b| web_sys::Url::create_object_url_with_blob(b).ok())
-                {
-                    self.image.set(Some((name, url)));
-                }
-            }
-        });
-    }
-
-    /// Runs the model on every case that has no output yet, one at a time,
-    /// whenever the models are ready (again, after a worker restart).
-    pub fn analyse_when_ready(self) {
-        Effect::new(move |_| {
-            let ready = self.app.phase.get() == Phase::Ready;
-            let waiting = self
-                .session
-                .with(|s| s.as_ref().is_some_and(|s| s.unanalysed().next().is_some()));
-            if ready && waiting && !self.analysing.get_value() {
-                self.analysing.set_value(true);
-                spawn_local(async move {
-                    self.analyse_pending().await;
-                    self.analysing.set_value(false);
-                });
-            }
-        });
-    }
-
-    async fn analyse_pending(self) {
-        let pending: Vec<usize> = self
-            .session
-            .with_untracked(|s| s.as_ref().map(|s| s.unanalysed().collect()))
-            .unwrap_or_default();
-        let total = pending.len();
-        for (done, index) in pending.into_iter().enumerate() {
-            self.stage.set(Stage::Analysing { done, total });
-            let Some((id, text, image)) = self.session.with_untracked(|s| {
-                s.as_ref()?
-                    .cases
-                    .get(index)
-                    .map(|c| (c.id.clone(), c.text.clone(), c.image.clone()))
-            }) else {
-                return;
-            };
-            let mut problem = None;
-            let mut image_request = None;
-            if let Some(name) = &image {
-                match self.check_image(name).await {
-                    Ok(request) => image_request = Some(request),
-                    Err(e) if e == WORKER_STOPPED => return,
-                    Err(e) => problem = Some(format!("its image {name} could not be used ({e}), so the report was analysed alone")),
-                }
-            }
-            let result = if text.trim().is_empty() && image_request.is_none() {
-                Err(problem
-                    .take()
-                    .unwrap_or_else(|| "nothing to analyse".into()))
-            } else {
-                let client = self.client.get_value();
-                client.prediction(&id, text, image_request).await
-            };
-            if matches!(&result, Err(e) if e == WORKER_STOPPED) {
-                return;
-            }
-            self.session.update(|s| {
-                if let Some(case) = s.as_mut().and_then(|s| s.cases.get_mut(index)) {
-                    match result {
-                        Ok(prediction) => {
-                            case.analysed(prediction);
-                            case.problem = problem;
-                        }
-                        Err(e) => case.problem = Some(format!("could not be analysed: {e}")),
-                    }
-                }
-            });
-            self.save();
-        }
-        self.last_tick.set_value(now_ms());
-        let finished = self
-            .session
-            .with_untracked(|s| s.as_ref().is_some_and(|s| s.form.is_some()));
-        self.stage.set(if finished {
-            Stage::Summary
-        } else {
-            Stage::Cases
-        });
-        self.load_image();
-    }
-
-    async fn check_image(self, name: &str) -> Result<u32, String> {
-        let db = self.db().await?;
-        let blob: web_sys::Blob = db
-            .get(IMAGE_STORE, name)
-            .await?
-            .and_then(|b| b.dyn_into().ok())
-            .ok_or("it is not stored in this browser")?;
-        let buffer = JsFuture::from(blob.array_buffer())
-            .await
-            .map_err(|_| "it cannot be read".to_string())?;
-        let client = self.client.get_value();
-        client.checked_image(name, &Uint8Array::new(&buffer)).await
-    }
-
-    /// Stores the chosen images and the new session, then analyses it.
-    pub async fn begin(self, session: Session, images: Vec<web_sys::File>) {
-        let stored = async {
-            let db = self.db().await?;
-            db.clear().await?;
-            self.claim(&db).await?;
-            for image in &images {
-                db.put(IMAGE_STORE, &image.name(), image).await?;
-            }
-            db.put(SESSION_STORE, CURRENT, &session.to_json().into())
-                .await
-        };
-        match stored.await {
-            Ok(()) => self.saved.update(|n| *n += 1),
-            Err(e) => self.fail(
-                "The session could not be saved in this browser; it runs, but a reload loses it",
-                e,
-            ),
-        }
-        self.show(session);
-    }
-
     /// Deletes the saved session and its images from this browser.
     pub fn close(self) {
         spawn_local(async move {
@@ -560,70 +411,5 @@ impl Review {
             self.message.set(None);
             self.stage.set(Stage::Start);
         });
-    }
-
-    /// Keyboard: arrows or n/p for cases, j/k for items, a/r to accept or
-    /// reject, Shift+A to accept the rest, u or Ctrl+Z to undo, e to add the
-    /// selected text as an entity. Keys typed into a field are left alone.
-    pub fn listen_to_keys(self, active: Signal<bool>) {
-        let handle = window_event_listener(ev::keydown, move |ev| {
-            if !active.get_untracked() || self.stage.get_untracked() != Stage::Cases || ev.alt_key()
-            {
-                return;
-            }
-            let in_field = ev
-                .target()
-                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-                .is_some_and(|e| matches!(e.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"));
-            if in_field {
-                return;
-            }
-            let ctrl = ev.ctrl_key() || ev.meta_key();
-            let focus = self.focus.get_untracked();
-            let handled = match (ctrl, ev.key().as_str()) {
-                (true, "z") | (false, "u") => {
-                    self.undo();
-                    true
-                }
-                (true, _) => false,
-                (_, "ArrowRight" | "n") => {
-                    self.step(1);
-                    true
-                }
-                (_, "ArrowLeft" | "p") => {
-                    self.step(-1);
-                    true
-                }
-                (_, "ArrowDown" | "j") => {
-                    self.move_focus(1);
-                    true
-                }
-                (_, "ArrowUp" | "k") => {
-                    self.move_focus(-1);
-                    true
-                }
-                (_, "a") => {
-                    self.judge(Action::Accept(focus));
-                    true
-                }
-                (_, "r") => {
-                    self.judge(Action::Reject(focus));
-                    true
-                }
-                (_, "A") => {
-                    self.judge(Action::AcceptPending);
-                    true
-                }
-                (_, "e") => {
-                    self.add_entity();
-                    true
-                }
-                _ => false,
-            };
-            if handled {
-                ev.prevent_default();
-            }
-        });
-        on_cleanup(move || handle.remove());
     }
 }

@@ -2,9 +2,11 @@
 //! case. The session lives in one signal and is written to IndexedDB after
 //! every change, so a reload, a crash or a closed tab resumes where it was.
 
+mod analysis;
 mod case_view;
 mod controller;
 mod form;
+mod keys;
 mod start;
 mod summary_view;
 

@@ -14,6 +14,9 @@
 //! text poorly on 0/1 targets alone; the teacher's probabilities say how
 //! likely every concept is, not only which were coded.
 
+pub mod data;
+pub mod eval;
+
 use crate::adamw::AdamW;
 use crate::checkpoint;
 pub use crate::trainer::Outcome;
@@ -25,10 +28,10 @@ use integrabner_core::doc::Doc;
 use integrabner_core::findings::EVIDENCE_PER_CONCEPT;
 use integrabner_core::metrics::MultiLabelEval;
 use integrabner_core::rng::SplitMix64;
-use integrabner_core::{Entity, RulePipeline};
-use integrabner_models::iob::SpanCounts;
+use integrabner_core::{ConceptType, Entity, RulePipeline};
+use integrabner_models::iob::{SpanCounts, Tag};
 use integrabner_models::report::{
-    entity_tags, pad_rows, pool_matrix, words_and_evidence, Encoded, ReportTagger, ASSERTIONS,
+    pad_rows, pool_matrix, report_tags, words_and_evidence, Encoded, ReportTagger, ASSERTIONS,
 };
 use integrabner_models::report_model::{ReportModel, ReportModelConfig};
 use integrabner_models::tokenizer::BertTokenizer;
@@ -116,24 +119,24 @@ pub struct Item {
 }
 
 /// BIO tag id of every word of `doc` from entities given by char offsets.
-pub fn word_tags(doc: &Doc, entities: &[Entity], tags: &[String]) -> Vec<u32> {
-    let index: HashMap<&str, u32> = tags
+pub fn word_tags(doc: &Doc, entities: &[Entity], tags: &[Tag<ConceptType>]) -> Vec<u32> {
+    let index: HashMap<Tag<ConceptType>, u32> = tags
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.as_str(), i as u32))
+        .map(|(i, &t)| (t, i as u32))
         .collect();
     let mut out = vec![0; doc.tokens.len()];
     for e in entities {
-        let ty = serde_json::to_value(e.label)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
         let words: Vec<usize> = (0..doc.tokens.len())
             .filter(|&w| doc.tokens[w].chars.start >= e.start && doc.tokens[w].chars.end <= e.end)
             .collect();
         for (k, &w) in words.iter().enumerate() {
-            let tag = format!("{}-{ty}", if k == 0 { "B" } else { "I" });
-            out[w] = index[tag.as_str()];
+            let tag = if k == 0 {
+                Tag::Begin(e.label)
+            } else {
+                Tag::Inside(e.label)
+            };
+            out[w] = index[&tag];
         }
     }
     out
@@ -156,7 +159,7 @@ fn make_item(
     let (doc, evidence) = words_and_evidence(rules, &report.text)?;
     let encoded = Encoded::new(tokenizer, &doc, config.max_len, config.stride)?;
     let window = encoded.windows[0].clone();
-    let tags = word_tags(&doc, &report.silver, &config.entity_labels);
+    let tags = word_tags(&doc, &report.silver, &report_tags(&config.entity_labels)?);
     let in_window = |p: usize| window.contains(&p);
     let tag_targets = window
         .clone()
@@ -350,17 +353,8 @@ pub fn model_config(
 ) -> ReportModelConfig {
     ReportModelConfig {
         bert: base.clone(),
-        entity_labels: entity_tags(),
-        assertions: ASSERTIONS
-            .iter()
-            .map(|a| {
-                serde_json::to_value(a)
-                    .expect("serializable")
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect(),
+        entity_labels: Tag::report_head().iter().map(|t| t.name()).collect(),
+        assertions: ASSERTIONS.iter().map(|a| a.as_str().to_string()).collect(),
         concepts: rules
             .vocab
             .concepts

@@ -5,6 +5,9 @@
 //! Every example carries a mask over the concepts: an NIH image says nothing
 //! about the concepts NIH does not label, so those are left out of its loss.
 
+pub mod data;
+pub mod eval;
+
 use crate::adamw::AdamW;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, Var};
