@@ -79,15 +79,7 @@ impl FindingRules {
         vocab
             .ids()
             .zip(best)
-            .filter_map(|(id, p)| {
-                let c = vocab.concept(id);
-                p.map(|probability| Finding {
-                    concept: c.heading.clone(),
-                    concept_type: c.concept_type,
-                    probability,
-                    source: FindingSource::Dictionary,
-                })
-            })
+            .filter_map(|(id, p)| Some(vocab.concept(id).finding(p?, FindingSource::Dictionary)))
             .collect()
     }
 }

@@ -5,7 +5,7 @@
 //! bundle: the CLI compiles it in, the browser downloads it with the bundle and
 //! checks its SHA-256, so both run byte-identical data.
 
-use crate::schema::ConceptType;
+use crate::schema::{ConceptType, Finding, FindingSource};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -43,6 +43,18 @@ pub struct Concept {
     pub radlex: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub umls: Option<String>,
+}
+
+impl Concept {
+    /// This concept as a coded finding of `source`.
+    pub fn finding(&self, probability: f32, source: FindingSource) -> Finding {
+        Finding {
+            concept: self.heading.clone(),
+            concept_type: self.concept_type,
+            probability,
+            source,
+        }
+    }
 }
 
 /// A qualifier (as OpenI writes it, e.g. `tortuous`) with the report phrasings

@@ -242,13 +242,12 @@ impl Engine {
             let Some(id) = self.rules.vocab.find(concept) else {
                 continue;
             };
-            let c = self.rules.vocab.concept(id);
-            case.findings.push(Finding {
-                concept: c.heading.clone(),
-                concept_type: c.concept_type,
-                probability: f,
-                source: FindingSource::Fusion,
-            });
+            case.findings.push(
+                self.rules
+                    .vocab
+                    .concept(id)
+                    .finding(f, FindingSource::Fusion),
+            );
             case.heat_maps.extend(image.heat_map(analysis, concept)?);
         }
         case.fused = Some(fused);

@@ -421,13 +421,7 @@ impl ImageTagger {
                 .vocab
                 .find(name)
                 .ok_or_else(|| ImageError::UnknownOutput(name.clone()))?;
-            let concept = rules.vocab.concept(id);
-            findings.push(Finding {
-                concept: concept.heading.clone(),
-                concept_type: concept.concept_type,
-                probability: p,
-                source: FindingSource::Image,
-            });
+            findings.push(rules.vocab.concept(id).finding(p, FindingSource::Image));
             heat_maps.extend(self.heat_map(analysis, name)?);
         }
         Ok(ImageFindings {

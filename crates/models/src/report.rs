@@ -465,13 +465,13 @@ impl ReportTagger {
             .zip(probabilities)
             .filter(|(_, &p)| p >= self.config.threshold)
             .filter_map(|(heading, &probability)| {
-                let concept = rules.vocab.concept(rules.vocab.find(heading)?);
-                Some(Finding {
-                    concept: concept.heading.clone(),
-                    concept_type: concept.concept_type,
-                    probability,
-                    source: FindingSource::Text,
-                })
+                let id = rules.vocab.find(heading)?;
+                Some(
+                    rules
+                        .vocab
+                        .concept(id)
+                        .finding(probability, FindingSource::Text),
+                )
             })
             .collect()
     }
