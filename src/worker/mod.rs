@@ -194,11 +194,11 @@ fn analyze(
     };
     let started = now_ms();
     match engine.analyse(id, text, views) {
-        Ok(case) => FromWorker::Result {
+        Ok(mut case) => FromWorker::Result {
             request,
-            prediction: engine.prediction(&case, true),
             evidence: engine.evidence(&case),
-            note: case.note,
+            note: case.note.take(),
+            prediction: engine.prediction(case, true),
             elapsed_ms: now_ms() - started,
         },
         Err(e) => request_error(request, format!("cannot analyse this case: {e}")),
@@ -242,7 +242,7 @@ fn benchmark(
         // As Analyze does: the analysis and its output object.
         let analysed = engine
             .analyse("benchmark", text, views)
-            .map(|case| engine.prediction(&case, true));
+            .map(|case| engine.prediction(case, true));
         if let Err(e) = analysed {
             return request_error(request, format!("cannot analyse this case: {e}"));
         }

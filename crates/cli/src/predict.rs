@@ -395,7 +395,7 @@ pub fn run(options: &PredictArgs) -> Result<u8> {
                 if let Some(note) = &case.note {
                     eprintln!("note: case {}: {note}", case.id);
                 }
-                serde_json::to_writer(&mut out, &engine.prediction(&case, options.scores))?;
+                serde_json::to_writer(&mut out, &engine.prediction(case, options.scores))?;
                 out.write_all(b"\n")?;
                 written += 1;
             }

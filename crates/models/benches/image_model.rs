@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
     // As predict does: the analysis and its output object.
     let case = |engine: &Engine| {
         let analysed = engine.analyse("i", "", black_box(&views)).unwrap();
-        engine.prediction(&analysed, true)
+        engine.prediction(analysed, true)
     };
     let resnet = ImageTagger::random_resnet50(&image.config, 1).unwrap();
     let engine = Engine::new(RulePipeline::embedded(), None, Some(image), None).unwrap();

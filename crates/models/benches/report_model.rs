@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
     // As predict does: the analysis and its output object.
     let predict = |text: &str| {
         let case = engine.analyse("r", black_box(text), &[]).unwrap();
-        engine.prediction(&case, true)
+        engine.prediction(case, true)
     };
 
     c.bench_function("report model, median report", |b| {

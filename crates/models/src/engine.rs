@@ -256,13 +256,13 @@ impl Engine {
 
     /// The output object of a case, with every model's probability as
     /// `scores` when asked for (`predict --scores`; see `Prediction::scores`
-    /// for the names).
-    pub fn prediction(&self, case: &CaseAnalysis, with_scores: bool) -> Prediction {
+    /// for the names). It takes the case: its lists move, uncopied.
+    pub fn prediction(&self, case: CaseAnalysis, with_scores: bool) -> Prediction {
         let mut p = Prediction {
-            id: case.id.clone(),
-            findings: case.findings.clone(),
-            entities: case.entities.clone(),
-            heat_maps: case.heat_maps.clone(),
+            id: case.id,
+            findings: case.findings,
+            entities: case.entities,
+            heat_maps: case.heat_maps,
             ..Default::default()
         };
         if !with_scores {
