@@ -3,8 +3,7 @@
 //! or oversized image is refused with a reason before the page shows it.
 
 use super::state::AppState;
-use super::worker_client::{ReplyError, WorkerClient};
-use crate::protocol::FromWorker;
+use super::worker_client::WorkerClient;
 use integrabner_core::HeatMap;
 use js_sys::Uint8Array;
 use leptos::prelude::*;
@@ -52,19 +51,9 @@ fn accept(state: AppState, client: StoredValue<WorkerClient, LocalStorage>, file
         };
         let request = sent.request;
         state.pending_image.set(Some((Some(request), url, name)));
-        match sent.reply().await {
-            Ok(FromWorker::ImageChecked {
-                width,
-                height,
-                sha256,
-                ..
-            }) => state.image_checked(request, width, height, sha256),
-            Ok(other) => state.request_failed(
-                Some(request),
-                &ReplyError::Unexpected(format!("{other:?}")).to_string(),
-            ),
-            Err(ReplyError::Stopped) => state.forget_request(request),
-            Err(e) => state.request_failed(Some(request), &e.to_string()),
+        match WorkerClient::image_checked(sent).await {
+            Ok(image) => state.image_checked(image),
+            Err(e) => state.reply_failed(request, &e),
         }
     });
 }

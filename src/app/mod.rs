@@ -13,7 +13,7 @@ use crate::samples::SAMPLES;
 use leptos::ev;
 use leptos::prelude::*;
 use state::{AppState, Phase};
-use worker_client::{ReplyError, WorkerClient};
+use worker_client::WorkerClient;
 
 pub fn mount() {
     console_error_panic_hook::set_once();
@@ -94,9 +94,7 @@ fn App() -> impl IntoView {
         wasm_bindgen_futures::spawn_local(async move {
             match WorkerClient::analysed(sent).await {
                 Ok(a) => state.finish_analysis(a),
-                // The crash has its notice, and the restarted worker its status.
-                Err(ReplyError::Stopped) => state.forget_request(request),
-                Err(e) => state.request_failed(Some(request), &e.to_string()),
+                Err(e) => state.reply_failed(request, &e),
             }
         });
     };

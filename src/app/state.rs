@@ -1,7 +1,7 @@
 //! Everything the page shows, as signals; the worker client and the views
 //! both go through these methods, so the status rules live in one place.
 
-use super::worker_client::Analysed;
+use super::worker_client::{Analysed, CheckedImage, ReplyError};
 use crate::protocol::BundleOrigin;
 use integrabner_core::Prediction;
 use integrabner_models::engine::Evidence;
@@ -194,9 +194,18 @@ impl AppState {
         }
     }
 
-    /// Drops a request the worker will never answer (it stopped): the
-    /// crash notice and the new worker's status say what happened.
-    pub fn forget_request(&self, request: u32) {
+    /// A request that got no answer: refused, it is said as a notice
+    /// (`request_failed`); left unanswered by a worker that stopped, it is
+    /// dropped, since the crash notice and the new worker's status say what
+    /// happened.
+    pub fn reply_failed(&self, request: u32, error: &ReplyError) {
+        match error {
+            ReplyError::Stopped => self.forget_request(request),
+            e => self.request_failed(Some(request), &e.to_string()),
+        }
+    }
+
+    fn forget_request(&self, request: u32) {
         if self.pending.get_untracked().map(|(r, _)| r) == Some(request) {
             self.pending.set(None);
         }
@@ -267,7 +276,13 @@ impl AppState {
         line
     }
 
-    pub fn image_checked(&self, request: u32, width: u32, height: u32, sha256: String) {
+    pub fn image_checked(&self, checked: CheckedImage) {
+        let CheckedImage {
+            request,
+            width,
+            height,
+            sha256,
+        } = checked;
         let Some((Some(pending), url, name)) = self.pending_image.get_untracked() else {
             return;
         };

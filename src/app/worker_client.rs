@@ -75,6 +75,16 @@ impl Sent {
     }
 }
 
+/// An image the worker decoded and keeps for the analyses that name
+/// `request`.
+pub struct CheckedImage {
+    pub request: u32,
+    pub width: u32,
+    pub height: u32,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+}
+
 /// What the worker made of a case.
 pub struct Analysed {
     pub request: u32,
@@ -203,8 +213,23 @@ impl WorkerClient {
         let sent = self
             .check_image(name, bytes)
             .ok_or(ReplyError::NotRunning)?;
+        Ok(Self::image_checked(sent).await?.request)
+    }
+
+    /// What the worker found of the image a sent `CheckImage` request carried.
+    pub async fn image_checked(sent: Sent) -> Result<CheckedImage, ReplyError> {
         match sent.reply().await? {
-            FromWorker::ImageChecked { request, .. } => Ok(request),
+            FromWorker::ImageChecked {
+                request,
+                width,
+                height,
+                sha256,
+            } => Ok(CheckedImage {
+                request,
+                width,
+                height,
+                sha256,
+            }),
             other => Err(ReplyError::Unexpected(format!("{other:?}"))),
         }
     }

@@ -11,18 +11,15 @@ use integrabner_core::{Assertion, ConceptType, Entity};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-const TYPES: [ConceptType; 4] = ConceptType::ALL;
-const ASSERTIONS: [Assertion; 3] = Assertion::ALL;
-
 fn parse_type(s: &str) -> ConceptType {
-    TYPES
+    ConceptType::ALL
         .into_iter()
         .find(|t| t.as_str() == s)
         .unwrap_or(ConceptType::Finding)
 }
 
 fn parse_assertion(s: &str) -> Assertion {
-    ASSERTIONS
+    Assertion::ALL
         .into_iter()
         .find(|a| a.as_str() == s)
         .unwrap_or(Assertion::Present)
@@ -229,11 +226,11 @@ fn AddControls(review: Review) -> impl IntoView {
             />
             <label for="add-type">" Type "</label>
             <select id="add-type" on:change=move |ev| { let t = parse_type(&event_target_value(&ev)); set(&|d| d.concept_type = t) }>
-                {TYPES.map(|t| view! { <option value=t.as_str() selected=move || review.draft.with(|d| d.concept_type == t)>{t.as_str()}</option> }).collect_view()}
+                {ConceptType::ALL.map(|t| view! { <option value=t.as_str() selected=move || review.draft.with(|d| d.concept_type == t)>{t.as_str()}</option> }).collect_view()}
             </select>
             <label for="add-assertion">" Assertion "</label>
             <select id="add-assertion" on:change=move |ev| { let a = parse_assertion(&event_target_value(&ev)); set(&|d| d.assertion = a) }>
-                {ASSERTIONS.map(|a| view! { <option value=a.as_str() selected=move || review.draft.with(|d| d.assertion == a)>{a.as_str()}</option> }).collect_view()}
+                {Assertion::ALL.map(|a| view! { <option value=a.as_str() selected=move || review.draft.with(|d| d.assertion == a)>{a.as_str()}</option> }).collect_view()}
             </select>
             <div class="actions">
                 <button id="add-entity" type="button" on:click=move |_| review.add_entity()>"Add selected text as entity"</button>
@@ -355,7 +352,7 @@ fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
             </td>
             <td>
                 <select aria-label="Type" on:change=move |ev| { let t = parse_type(&event_target_value(&ev)); correct(Box::new(move |r| r.concept_type = t)) }>
-                    {TYPES.map(|t| view! { <option value=t.as_str() selected=judged.concept_type == t>{t.as_str()}</option> }).collect_view()}
+                    {ConceptType::ALL.map(|t| view! { <option value=t.as_str() selected=judged.concept_type == t>{t.as_str()}</option> }).collect_view()}
                 </select>
             </td>
             <td>
@@ -365,7 +362,7 @@ fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
                 {if is_entity {
                     view! {
                         <select aria-label="Assertion" on:change=move |ev| { let a = parse_assertion(&event_target_value(&ev)); correct(Box::new(move |r| r.assertion = a)) }>
-                            {ASSERTIONS.map(|a| view! { <option value=a.as_str() selected=judged.assertion == a>{a.as_str()}</option> }).collect_view()}
+                            {Assertion::ALL.map(|a| view! { <option value=a.as_str() selected=judged.assertion == a>{a.as_str()}</option> }).collect_view()}
                         </select>
                     }
                     .into_any()
