@@ -19,22 +19,22 @@ pub enum SplitArg {
 }
 
 impl SplitArg {
-    pub fn includes(self, s: Split) -> bool {
+    /// The one split named, or `None` for all of them.
+    fn split(self) -> Option<Split> {
         match self {
-            Self::Train => s == Split::Train,
-            Self::Validation => s == Split::Validation,
-            Self::Test => s == Split::Test,
-            Self::All => true,
+            Self::Train => Some(Split::Train),
+            Self::Validation => Some(Split::Validation),
+            Self::Test => Some(Split::Test),
+            Self::All => None,
         }
     }
 
+    pub fn includes(self, s: Split) -> bool {
+        self.split().is_none_or(|one| one == s)
+    }
+
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Train => "train",
-            Self::Validation => "validation",
-            Self::Test => "test",
-            Self::All => "all",
-        }
+        self.split().map_or("all", Split::as_str)
     }
 }
 

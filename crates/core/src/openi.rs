@@ -443,13 +443,17 @@ pub fn report_uid(id: &str) -> String {
     }
 }
 
-/// The number of a report id (8 for `CXR8`): what reports are ordered and
-/// split by. An id without one sorts last.
+/// The number of a report id as written (`8` for `CXR8` and for `8`): what
+/// the split hashes.
+pub fn report_number_text(id: &str) -> &str {
+    let id = id.trim();
+    id.strip_prefix("CXR").unwrap_or(id)
+}
+
+/// The number of a report id (8 for `CXR8`): what reports are ordered by.
+/// An id without one sorts last.
 pub fn report_number(id: &str) -> u64 {
-    id.trim()
-        .trim_start_matches("CXR")
-        .parse()
-        .unwrap_or(u64::MAX)
+    report_number_text(id).parse().unwrap_or(u64::MAX)
 }
 
 /// The OpenI image id of a CSV-layout file name: `2_IM-0652-1001.dcm.png`

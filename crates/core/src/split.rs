@@ -5,7 +5,7 @@
 //! `CXR8`); buckets 0–7 train, 8 validation, 9 test.
 //! The split depends on the id alone, so adding reports never moves others.
 
-use crate::openi::{report_number, report_uid};
+use crate::openi::{report_number, report_number_text, report_uid};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -53,8 +53,7 @@ fn bucket(version: &str, id: &str) -> u64 {
 /// The split a report belongs to, by its id (`CXR8`; the bare number `8`
 /// names the same report).
 pub fn split_of(report_id: &str) -> Split {
-    let id = report_id.trim();
-    match bucket(SPLIT_VERSION, id.strip_prefix("CXR").unwrap_or(id)) {
+    match bucket(SPLIT_VERSION, report_number_text(report_id)) {
         0..=7 => Split::Train,
         8 => Split::Validation,
         _ => Split::Test,
