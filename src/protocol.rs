@@ -107,14 +107,57 @@ pub enum FromWorker {
     Error {
         /// The request that failed, if the failure belongs to one.
         request: Option<u32>,
+        cause: ErrorCause,
+        /// Said to the user.
         message: String,
-        scope: ErrorScope,
     },
 }
 
-/// How far an error reaches, which decides what the page does about it.
+/// What went wrong in the worker. The page acts on it (through its
+/// `scope`), never on the message's wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+pub enum ErrorCause {
+    /// The page sent a message the worker does not understand.
+    NotUnderstood,
+    /// A request came before the models finished loading.
+    StillLoading,
+    /// A request came after the models failed to load.
+    ModelsFailed,
+    /// The bundle could not be loaded: offline without a cached copy, a
+    /// file that fails its integrity check, models that do not fit.
+    BundleUnavailable,
+    /// The case names an image the worker no longer holds.
+    ImageGone,
+    /// The image cannot be decoded or is outside the limits.
+    ImageRefused,
+    /// The engine refused the case.
+    AnalysisFailed,
+    /// A benchmark the bundle cannot run.
+    BenchmarkUnavailable,
+    /// A panic: the worker cannot go on.
+    Crashed,
+}
+
+impl ErrorCause {
+    /// How far an error of this cause reaches.
+    pub fn scope(self) -> ErrorScope {
+        match self {
+            Self::BundleUnavailable => ErrorScope::Bundle,
+            Self::Crashed => ErrorScope::Crash,
+            Self::NotUnderstood
+            | Self::StillLoading
+            | Self::ModelsFailed
+            | Self::ImageGone
+            | Self::ImageRefused
+            | Self::AnalysisFailed
+            | Self::BenchmarkUnavailable => ErrorScope::Request,
+        }
+    }
+}
+
+/// How far an error reaches, which decides what the page does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorScope {
     /// One request failed (bad input); the worker serves the next one.
     Request,
@@ -154,9 +197,15 @@ mod tests {
         assert_eq!(serde_json::from_str::<ToWorker>(&json).unwrap(), m);
         let e = FromWorker::Error {
             request: None,
+            cause: ErrorCause::ImageGone,
             message: "x".into(),
-            scope: ErrorScope::Crash,
         };
-        assert_eq!(serde_json::from_str::<FromWorker>(&e.to_json()).unwrap(), e);
+        let json = e.to_json();
+        // The benchmark harnesses read `message`.
+        assert!(
+            json.contains(r#""cause":"image-gone","message":"x""#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<FromWorker>(&json).unwrap(), e);
     }
 }

@@ -288,13 +288,16 @@ impl WorkerClient {
 
     fn receive(&self, message: FromWorker) {
         let awaited = match &message {
-            FromWorker::Result { request, .. }
-            | FromWorker::ImageChecked { request, .. }
-            | FromWorker::Error {
+            FromWorker::Result { request, .. } | FromWorker::ImageChecked { request, .. } => {
+                self.inner.waiters.borrow_mut().remove(request)
+            }
+            FromWorker::Error {
                 request: Some(request),
-                scope: ErrorScope::Request,
+                cause,
                 ..
-            } => self.inner.waiters.borrow_mut().remove(request),
+            } if cause.scope() == ErrorScope::Request => {
+                self.inner.waiters.borrow_mut().remove(request)
+            }
             _ => None,
         };
         if let Some(waiter) = awaited {
@@ -331,9 +334,9 @@ impl WorkerClient {
             | FromWorker::Benchmark { .. } => {}
             FromWorker::Error {
                 request,
+                cause,
                 message,
-                scope,
-            } => match scope {
+            } => match cause.scope() {
                 ErrorScope::Request => state.request_failed(request, &message),
                 ErrorScope::Bundle => {
                     self.inner.waiters.borrow_mut().clear();

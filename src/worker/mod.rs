@@ -2,12 +2,12 @@
 //!
 //! Runs in a dedicated Web Worker so that loading and labelling never block
 //! the page. A panic cannot be recovered inside wasm, so the panic hook tells
-//! the page (an `Error` with scope `Crash`) and the page starts a fresh worker.
+//! the page (an `Error` with cause `Crashed`) and the page starts a fresh worker.
 
 mod fetch;
 mod loader;
 
-use crate::protocol::{BenchmarkEncoder, ErrorScope, FromWorker, ToWorker};
+use crate::protocol::{BenchmarkEncoder, ErrorCause, FromWorker, ToWorker};
 use integrabner_core::image_input::{self, DynamicImage};
 use integrabner_models::engine::Engine;
 use integrabner_models::image_model::ImageTagger;
@@ -63,8 +63,8 @@ pub fn run() {
     std::panic::set_hook(Box::new(|info| {
         post(&FromWorker::Error {
             request: None,
+            cause: ErrorCause::Crashed,
             message: format!("the analysis worker crashed: {info}"),
-            scope: ErrorScope::Crash,
         });
     }));
     let state = Rc::new(RefCell::new(State::Loading));
@@ -101,8 +101,8 @@ pub fn run() {
                 *state.borrow_mut() = State::Failed(message.clone());
                 post(&FromWorker::Error {
                     request: None,
+                    cause: ErrorCause::BundleUnavailable,
                     message,
-                    scope: ErrorScope::Bundle,
                 });
             }
         }
@@ -123,8 +123,8 @@ fn handle(state: &State, image: &mut CheckedImage, data: JsValue) {
         _ => {
             post(&FromWorker::Error {
                 request: None,
+                cause: ErrorCause::NotUnderstood,
                 message: "the page sent a message the worker does not understand".into(),
-                scope: ErrorScope::Request,
             });
             return;
         }
@@ -137,7 +137,7 @@ fn handle(state: &State, image: &mut CheckedImage, data: JsValue) {
             image: shown,
         } => match image.views(shown) {
             Ok(views) => analyze(state, request, &id, &text, views),
-            Err(message) => request_error(request, message),
+            Err(message) => request_error(request, ErrorCause::ImageGone, message),
         },
         ToWorker::Benchmark {
             request,
@@ -147,7 +147,7 @@ fn handle(state: &State, image: &mut CheckedImage, data: JsValue) {
             encoder,
         } => match image.views(shown) {
             Ok(views) => benchmark(state, request, &text, views, runs, encoder),
-            Err(message) => request_error(request, message),
+            Err(message) => request_error(request, ErrorCause::ImageGone, message),
         },
         ToWorker::CheckImage { request, .. } => {
             let bytes = payload
@@ -159,11 +159,11 @@ fn handle(state: &State, image: &mut CheckedImage, data: JsValue) {
     post(&reply);
 }
 
-fn request_error(request: u32, message: String) -> FromWorker {
+fn request_error(request: u32, cause: ErrorCause, message: String) -> FromWorker {
     FromWorker::Error {
         request: Some(request),
+        cause,
         message,
-        scope: ErrorScope::Request,
     }
 }
 
@@ -171,10 +171,12 @@ fn ready(state: &State, request: u32) -> Result<&Engine, FromWorker> {
     match state {
         State::Loading => Err(request_error(
             request,
+            ErrorCause::StillLoading,
             "the models are still loading; try again in a moment".into(),
         )),
         State::Failed(why) => Err(request_error(
             request,
+            ErrorCause::ModelsFailed,
             format!("the models could not be loaded: {why}"),
         )),
         State::Ready(engine) => Ok(engine),
@@ -201,7 +203,11 @@ fn analyze(
             prediction: engine.prediction(case, true),
             elapsed_ms: now_ms() - started,
         },
-        Err(e) => request_error(request, format!("cannot analyse this case: {e}")),
+        Err(e) => request_error(
+            request,
+            ErrorCause::AnalysisFailed,
+            format!("cannot analyse this case: {e}"),
+        ),
     }
 }
 
@@ -228,11 +234,21 @@ fn benchmark(
                         .map_err(|e| e.to_string())
                 }) {
                 Ok(e) => Some(e),
-                Err(e) => return request_error(request, format!("cannot build ResNet-50: {e}")),
+                Err(e) => {
+                    return request_error(
+                        request,
+                        ErrorCause::BenchmarkUnavailable,
+                        format!("cannot build ResNet-50: {e}"),
+                    )
+                }
             }
         }
         (Some(BenchmarkEncoder::Resnet50), None) => {
-            return request_error(request, "the bundle has no image model to mirror".into())
+            return request_error(
+                request,
+                ErrorCause::BenchmarkUnavailable,
+                "the bundle has no image model to mirror".into(),
+            )
         }
         (None, _) => None,
     };
@@ -244,7 +260,11 @@ fn benchmark(
             .analyse("benchmark", text, views)
             .map(|case| engine.prediction(case, true));
         if let Err(e) = analysed {
-            return request_error(request, format!("cannot analyse this case: {e}"));
+            return request_error(
+                request,
+                ErrorCause::AnalysisFailed,
+                format!("cannot analyse this case: {e}"),
+            );
         }
     }
     let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
@@ -270,6 +290,10 @@ fn check_image(image: &mut CheckedImage, request: u32, bytes: &[u8]) -> FromWork
                 sha256: integrabner_core::bundle::sha256_hex(bytes),
             }
         }
-        Err(e) => request_error(request, format!("cannot use this image: {e}")),
+        Err(e) => request_error(
+            request,
+            ErrorCause::ImageRefused,
+            format!("cannot use this image: {e}"),
+        ),
     }
 }

@@ -71,19 +71,14 @@ impl NerModels {
         ] {
             if let Some(dir) = dir {
                 let trust = model_dir::Trust::from_flag(self.unverified);
-                trust.warn_if_unverified(dir);
                 let context = || format!("cannot load the NER model in {}", dir.display());
-                let model = match trust {
-                    model_dir::Trust::Unverified => NerModel::load(dir).with_context(context)?,
-                    model_dir::Trust::Manifest => {
-                        let [config, weights, tokenizer] = model_dir::read(
-                            dir,
-                            ["config.json", "model.gguf", "tokenizer.json"],
-                            trust,
-                        )?;
-                        NerModel::from_bytes(&config, &weights, &tokenizer).with_context(context)?
+                let model = match model_dir::read_bert(dir, trust)? {
+                    Some([config, weights, tokenizer]) => {
+                        NerModel::from_bytes(&config, &weights, &tokenizer)
                     }
+                    None => NerModel::load(dir),
                 };
+                let model = model.with_context(context)?;
                 models.push((model, source.to_string()));
             }
         }

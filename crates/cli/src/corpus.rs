@@ -3,14 +3,15 @@
 //! `eval` (coded findings against the manual coding).
 
 use crate::args::{NerModels, SplitArg, UncertainArg};
-use crate::{open_output, print_markdown, progress_bar, source, EXIT_OK, EXIT_PARTIAL};
+use crate::{open_output, print_markdown, EXIT_OK, EXIT_PARTIAL};
 use anyhow::{Context, Result};
 use integrabner_core::openi::Report;
-use integrabner_core::split::{parse_split_file, render_split_file, split_of, Split};
+use integrabner_core::split::{render_split_file, split_of, Split};
 use integrabner_train::coding_eval;
-use std::collections::HashMap;
+use integrabner_train::progress;
+use integrabner_train::source::{self, read_split_file};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct IngestArgs {
@@ -91,7 +92,7 @@ pub fn label(args: &LabelArgs) -> Result<u8> {
         .iter()
         .filter(|r| args.split.includes(split_of(&r.id)))
         .collect();
-    let progress = progress_bar(reports.len(), "labelling", "reports");
+    let progress = progress::bar(reports.len(), "labelling", "reports");
     let mut out = open_output(args.output.as_deref())?;
     for r in reports {
         let p = labeler.predict(&r.id, &r.text())?;
@@ -141,7 +142,7 @@ pub fn eval(args: &EvalArgs) -> Result<u8> {
     }
     let mut labeler = args.ner.labeler()?;
     labeler.pipeline.findings.uncertain_is_coded = args.uncertain == UncertainArg::Coded;
-    let progress = progress_bar(reports.len(), "evaluating", "reports");
+    let progress = progress::bar(reports.len(), "evaluating", "reports");
     let result = coding_eval::evaluate(
         args.ner.system_name(),
         &labeler.pipeline.vocab,
@@ -152,14 +153,4 @@ pub fn eval(args: &EvalArgs) -> Result<u8> {
     progress.finish_and_clear();
     let md = coding_eval::markdown(&result, args.split.name(), &labeler.pipeline.vocab);
     print_markdown(&md, args.markdown.as_deref())
-}
-
-/// The split file's assignment of report ids.
-pub fn read_split_file(path: &Path) -> Result<HashMap<String, Split>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read split file {}", path.display()))?;
-    Ok(parse_split_file(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        .into_iter()
-        .collect())
 }

@@ -104,22 +104,3 @@ pub fn run(args: &ExportArgs) -> Result<u8> {
     }
     Ok(crate::EXIT_OK)
 }
-
-/// Writes the manifest of a model directory (`ner export`, `report export`)
-/// and says how large the model is.
-pub fn write_model_manifest(
-    out: &Path,
-    files: &[(&'static str, FileRole)],
-    provenance: &str,
-    metrics: BTreeMap<String, f64>,
-) -> Result<()> {
-    let manifest = integrabner_train::export::write_manifest(out, files, provenance, metrics)?;
-    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
-    eprintln!(
-        "wrote {} ({:.1} MB, version {})",
-        out.display(),
-        bytes as f64 / 1e6,
-        manifest.version
-    );
-    Ok(())
-}

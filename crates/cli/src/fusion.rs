@@ -1,25 +1,11 @@
 //! `integrabner fusion`: train, score and write the fusion model.
 
-use crate::image::grey_layout_key;
-use crate::report::ReportData;
-use crate::{source, EXIT_OK};
-use anyhow::{Context, Result};
-use candle_core::Device;
+use crate::EXIT_OK;
+use anyhow::Result;
 use clap::Subcommand;
-use integrabner_core::bundle::{sha256_hex, FUSION_MODEL_FILES};
-use integrabner_core::nih::{read_labels, NihImage};
-use integrabner_core::split::Split;
-use integrabner_core::RulePipeline;
-use integrabner_models::fusion::{fusion_input, FusionConfig, FusionTagger};
-use integrabner_models::image_model::{ImageModelConfig, ImageTagger};
-use integrabner_models::report::ReportTagger;
-use integrabner_train::fusion::data::{labels_of, split_data};
-use integrabner_train::fusion::eval::evaluate;
-use integrabner_train::fusion::{self, Example};
-use integrabner_train::image::{of_split, Heads};
-use integrabner_train::report::{load_tagger, LabelledReport};
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use integrabner_train::fusion::run::{train_and_write, FusionSources};
+use integrabner_train::fusion::FusionTraining;
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum FusionCommand {
@@ -32,388 +18,70 @@ pub enum FusionCommand {
     /// image with an OpenI report of the same split whose coding agrees on
     /// the 14 concepts both label (see EVALUATION.md for what that can and
     /// cannot show).
-    Train {
-        /// OpenI reports (.tgz, XML directory or indiana_reports.csv).
-        #[arg(long, default_value = "../shared/data/openi/NLMCXR_reports.tgz")]
-        source: PathBuf,
-        #[arg(long, default_value = "data/splits/openi-split-v1.tsv")]
-        split_file: PathBuf,
-        /// The report model whose finding logits are the text input.
-        #[arg(long, default_value = "models/text")]
-        text_model: PathBuf,
-        /// An `image train` output: cached pooled features of every NIH
-        /// split, the head and its config.
-        #[arg(long, default_value = "runs/image-efficientnet-lite0")]
-        image_run: PathBuf,
-        /// NIH ChestX-ray14 labels (the image side's targets).
-        #[arg(long, default_value = "../shared/data/nih-cxr")]
-        nih: PathBuf,
-        #[arg(long, default_value = "models/fusion")]
-        out: PathBuf,
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        /// Chosen on validation loss among 1e-3 and 3e-4 (EVALUATION.md).
-        #[arg(long, default_value_t = 3e-4)]
-        learning_rate: f64,
-        /// Chance of dropping each modality of a training pair in an epoch;
-        /// chosen on validation loss among 0.25 and 0.5.
-        #[arg(long, default_value_t = 0.5)]
-        modality_dropout: f32,
-        /// The OpenI images, when you have them (NLMCXR_png names such as
-        /// CXR1_1_IM-0001-4001.png, or the CSV layout's
-        /// 1_IM-0001-4001.dcm.png): each report with its own images becomes
-        /// a real pair, in training, validation and test.
-        #[arg(long, value_name = "DIR")]
-        openi_images: Option<PathBuf>,
-        /// The image model that reads the OpenI images (the one the NIH
-        /// features came from, as shipped).
-        #[arg(long, default_value = "models/image")]
-        image_model: PathBuf,
-    },
+    Train(FusionTrainArgs),
 }
 
-const PROVENANCE: &str = "Fusion model of IntegraBNER: two-token attention over the report \
-model's finding logits and EfficientNet-Lite0 pooled features, learned missing-modality tokens, \
-gated pass-through of both models' logits, per-concept thresholds; trained by `integrabner fusion \
-train` on OpenI reports (train split), NIH ChestX-ray14 images (train split) and label-matched \
-constructed pairs, with modality dropout.";
-
-/// The report model's calibrated finding logits of every report, from a
-/// cache that names the model's weights by hash (about 2 minutes to compute).
-fn cached_text_logits(
-    report_model: &ReportTagger,
-    text_model: &Path,
-    rules: &RulePipeline,
-    by_split: &HashMap<Split, Vec<LabelledReport>>,
-    cache: &Path,
-) -> Result<HashMap<String, Vec<f32>>> {
-    #[derive(serde::Serialize, serde::Deserialize)]
-    struct Cache {
-        model: String,
-        logits: HashMap<String, Vec<f32>>,
-    }
-    let weights = std::fs::read(text_model.join("model.gguf"))
-        .or_else(|_| std::fs::read(text_model.join("model.safetensors")))
-        .with_context(|| format!("no weights in {}", text_model.display()))?;
-    // The version names what the cache holds: reports by uId, logits as
-    // fusion reads them.
-    let model = format!("text-logits-v2:{}", sha256_hex(&weights));
-    if let Some(c) = std::fs::read(cache)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Cache>(&b).ok())
-        .filter(|c| c.model == model)
-    {
-        eprintln!("report model logits from {}", cache.display());
-        return Ok(c.logits);
-    }
-    let count: usize = by_split.values().map(Vec::len).sum();
-    let progress = crate::progress_bar(count, "report model logits", "reports");
-    let mut logits = HashMap::new();
-    for r in by_split.values().flatten() {
-        match report_model.analyse(rules, &r.text, true) {
-            Ok(a) => {
-                logits.insert(
-                    r.id.clone(),
-                    a.logits
-                        .iter()
-                        .map(|&l| fusion_input(l))
-                        .collect::<Vec<f32>>(),
-                );
-            }
-            Err(e) => eprintln!("note: report {} has no text input: {e}", r.id),
-        }
-        progress.inc(1);
-    }
-    progress.finish_and_clear();
-    std::fs::write(
-        cache,
-        serde_json::to_vec(&Cache {
-            model,
-            logits: logits.clone(),
-        })?,
-    )?;
-    Ok(logits)
-}
-
-#[allow(clippy::too_many_lines)]
-/// Where `fusion train` reads its inputs.
-struct Inputs<'a> {
-    text_model: &'a Path,
-    image_run: &'a Path,
-    nih: &'a Path,
-    openi_images: Option<&'a Path>,
-    image_model: &'a Path,
-}
-
-fn train(
-    data: &ReportData,
-    inputs: &Inputs,
-    out: &Path,
-    settings: fusion::FusionTraining,
-) -> Result<u8> {
-    let Inputs {
-        text_model,
-        image_run,
-        nih,
-        openi_images,
-        image_model,
-    } = *inputs;
-    let rules = RulePipeline::embedded();
-    let report_model = load_tagger(text_model)?;
-    let concepts = report_model.config.concepts.clone();
-    let image_config: ImageModelConfig = serde_json::from_slice(
-        &std::fs::read(image_run.join("config.json"))
-            .with_context(|| format!("cannot read {}/config.json", image_run.display()))?,
-    )?;
-    let shared: BTreeSet<String> = image_config
-        .outputs
-        .iter()
-        .filter(|o| concepts.contains(o))
-        .cloned()
-        .collect();
-    let image_known: Vec<f32> = concepts
-        .iter()
-        .map(|c| f32::from(u8::from(shared.contains(c))))
-        .collect();
-
-    let by_split = data.load(&rules, &[])?;
-    let text_logits = cached_text_logits(
-        &report_model,
-        text_model,
-        &rules,
-        &by_split,
-        &image_run.join("fusion-text-logits.json"),
-    )?;
-
-    // Images: cached pooled features and the head's logits.
-    let labels_csv = nih.join("labels.csv");
-    let nih_images = read_labels(
-        &std::fs::read_to_string(&labels_csv)
-            .with_context(|| format!("cannot read {}", labels_csv.display()))?,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let cache = image_run.join("features.safetensors");
-    let cached = candle_core::safetensors::load(&cache, &Device::Cpu).with_context(|| {
-        format!(
-            "cannot read {}; run `integrabner image train`",
-            cache.display()
-        )
-    })?;
-    let head_file = image_run.join("head.safetensors");
-    let heads = Heads::from_tensors(
-        &candle_core::safetensors::load(&head_file, &Device::Cpu)
-            .with_context(|| format!("cannot read {}", head_file.display()))?,
-        image_config.grey_layout.as_ref(),
-    )?;
-    let image_inputs = |name: &str| -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-        let get = |key: &str| {
-            cached
-                .get(key)
-                .with_context(|| format!("{} has no {key} features", cache.display()))
-        };
-        let (x, layouts) = (get(name)?, get(&grey_layout_key(name))?);
-        Ok(x.to_vec2::<f32>()?
-            .into_iter()
-            .zip(heads.logits(x, layouts)?.to_vec2::<f32>()?)
-            .collect())
-    };
-    let empty = Vec::new();
-    let make = |split: Split,
-                images: &[&NihImage],
-                features: &[(Vec<f32>, Vec<f32>)],
-                per_image: usize| {
-        split_data(
-            split,
-            by_split.get(&split).unwrap_or(&empty),
-            &text_logits,
-            images,
-            features,
-            &concepts,
-            &shared,
-            &image_known,
-            per_image,
-        )
-    };
-    // The mirrored copies' features follow the originals', so the train
-    // images are listed twice.
-    let train_features = [image_inputs("train")?, image_inputs("train_mirrored")?].concat();
-    let train_images = of_split(&nih_images, Split::Train).repeat(2);
-    let mut train_set = make(Split::Train, &train_images, &train_features, 2);
-    let mut validation = make(
-        Split::Validation,
-        &of_split(&nih_images, Split::Validation),
-        &image_inputs("validation")?,
-        1,
-    );
-    let mut test = make(
-        Split::Test,
-        &of_split(&nih_images, Split::Test),
-        &image_inputs("test")?,
-        1,
-    );
-    if let Some(dir) = openi_images {
-        let image_model = ImageTagger::from_bytes(
-            &std::fs::read(image_model.join("config.json"))
-                .with_context(|| format!("cannot read {}/config.json", image_model.display()))?,
-            &std::fs::read(image_model.join("model.gguf"))
-                .with_context(|| format!("cannot read {}/model.gguf", image_model.display()))?,
-        )?;
-        let files = source::OpenIImages::open(dir)?;
-        let corpus = source::load_corpus(&data.source, None)?;
-        let views: HashMap<&str, Vec<PathBuf>> = corpus
-            .reports
-            .iter()
-            .map(|r| (r.id.as_str(), files.views(&r.images)))
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
-        for (split, set) in [
-            (Split::Train, &mut train_set),
-            (Split::Validation, &mut validation),
-            (Split::Test, &mut test),
-        ] {
-            for r in by_split.get(&split).unwrap_or(&empty) {
-                let (Some(paths), Some(text)) = (views.get(r.id.as_str()), text_logits.get(&r.id))
-                else {
-                    continue;
-                };
-                let analysis = image_model.analyse(&source::read_views(paths)?)?;
-                set.real.push(Example {
-                    text: Some(text.clone()),
-                    image: Some((
-                        analysis.features.clone(),
-                        analysis.logits.iter().map(|&l| fusion_input(l)).collect(),
-                    )),
-                    labels: labels_of(&concepts, &r.gold),
-                    mask: vec![1.0; concepts.len()],
-                });
-                set.real_gold.push(r.gold.clone());
-            }
-            eprintln!(
-                "{}: {} reports with their own images",
-                split.as_str(),
-                set.real.len()
-            );
-        }
-    }
-
-    let config = FusionConfig {
-        concepts: concepts.clone(),
-        image_outputs: image_config.outputs.clone(),
-        image_features: train_features[0].0.len(),
-        width: 64,
-        heads: 4,
-        thresholds: vec![0.5; concepts.len()],
-        vocabulary_version: report_model.config.vocabulary_version.clone(),
-    };
-    let train_examples = [
-        train_set.reports.clone(),
-        train_set.images.clone(),
-        train_set.pairs.clone(),
-        train_set.real.clone(),
-    ]
-    .concat();
-    let val_pairs = [validation.pairs.clone(), validation.real.clone()].concat();
-    let val_examples = [
-        validation.reports.clone(),
-        validation.images.clone(),
-        val_pairs.clone(),
-    ]
-    .concat();
-    let started = std::time::Instant::now();
-    let trained = fusion::train(
-        &config,
-        &train_examples,
-        &val_examples,
-        &image_known,
-        settings,
-    )?;
-    eprintln!(
-        "trained: {} epochs (best {}, validation loss {:.4}) in {:.0} s",
-        trained.epochs,
-        trained.best_epoch,
-        trained.validation_loss,
-        started.elapsed().as_secs_f64()
-    );
-
-    // Thresholds on the validation pairs (fusion serves cases with both a
-    // report and an image), then write and reload the written model.
-    let fitted = FusionTagger::from_tensors(config.clone(), trained.tensors.clone())?;
-    let scored: Vec<bool> = image_known.iter().map(|&k| k > 0.0).collect();
-    let (thresholds, fitted_f1, fixed_f1) = fusion::choose_thresholds(
-        &fusion::probabilities(&fitted.model, &val_pairs)?,
-        &val_pairs,
-        report_model.config.threshold,
-        &scored,
-    );
-    eprintln!(
-        "thresholds: per concept {fitted_f1:.4} vs the report model's {:.2} everywhere {fixed_f1:.4} (two folds of the validation pairs); using {}",
-        report_model.config.threshold,
-        if fitted_f1 > fixed_f1 { "per concept" } else { "the report model's" }
-    );
-    let config = FusionConfig {
-        thresholds,
-        ..config
-    };
-    std::fs::create_dir_all(out)?;
-    let config_json = serde_json::to_string_pretty(&config)?;
-    let gguf = integrabner_models::quantized::to_gguf(&trained.tensors, &[])?;
-    std::fs::write(out.join("config.json"), &config_json)?;
-    std::fs::write(out.join("model.gguf"), &gguf)?;
-    let written = FusionTagger::from_bytes(config_json.as_bytes(), &gguf)?;
-
-    let (md, _) = evaluate(
-        &written,
-        report_model.config.threshold,
-        &image_config,
-        &validation,
-        "validation",
-    )?;
-    println!("{md}");
-    let (md, metrics) = evaluate(
-        &written,
-        report_model.config.threshold,
-        &image_config,
-        &test,
-        "test",
-    )?;
-    println!("{md}");
-    crate::export::write_model_manifest(out, &FUSION_MODEL_FILES, PROVENANCE, metrics)?;
-    Ok(EXIT_OK)
+#[derive(clap::Args)]
+pub struct FusionTrainArgs {
+    /// OpenI reports (.tgz, XML directory or indiana_reports.csv).
+    #[arg(long, default_value = "../shared/data/openi/NLMCXR_reports.tgz")]
+    source: PathBuf,
+    #[arg(long, default_value = "data/splits/openi-split-v1.tsv")]
+    split_file: PathBuf,
+    /// The report model whose finding logits are the text input.
+    #[arg(long, default_value = "models/text")]
+    text_model: PathBuf,
+    /// An `image train` output: cached pooled features of every NIH
+    /// split, the head and its config.
+    #[arg(long, default_value = "runs/image-efficientnet-lite0")]
+    image_run: PathBuf,
+    /// NIH ChestX-ray14 labels (the image side's targets).
+    #[arg(long, default_value = "../shared/data/nih-cxr")]
+    nih: PathBuf,
+    #[arg(long, default_value = "models/fusion")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Chosen on validation loss among 1e-3 and 3e-4 (EVALUATION.md).
+    #[arg(long, default_value_t = 3e-4)]
+    learning_rate: f64,
+    /// Chance of dropping each modality of a training pair in an epoch;
+    /// chosen on validation loss among 0.25 and 0.5.
+    #[arg(long, default_value_t = 0.5)]
+    modality_dropout: f32,
+    /// The OpenI images, when you have them (NLMCXR_png names such as
+    /// CXR1_1_IM-0001-4001.png, or the CSV layout's
+    /// 1_IM-0001-4001.dcm.png): each report with its own images becomes
+    /// a real pair, in training, validation and test.
+    #[arg(long, value_name = "DIR")]
+    openi_images: Option<PathBuf>,
+    /// The image model that reads the OpenI images (the one the NIH
+    /// features came from, as shipped).
+    #[arg(long, default_value = "models/image")]
+    image_model: PathBuf,
 }
 
 pub fn run(command: FusionCommand) -> Result<u8> {
     match command {
-        FusionCommand::Train {
-            source,
-            split_file,
-            text_model,
-            image_run,
-            nih,
-            out,
-            seed,
-            learning_rate,
-            modality_dropout,
-            openi_images,
-            image_model,
-        } => {
-            let data = ReportData {
-                source,
-                silver: PathBuf::new(),
-                split_file,
-            };
-            let settings = fusion::FusionTraining {
-                learning_rate,
-                modality_dropout,
-                seed,
-            };
-            let inputs = Inputs {
-                text_model: &text_model,
-                image_run: &image_run,
-                nih: &nih,
-                openi_images: openi_images.as_deref(),
-                image_model: &image_model,
-            };
-            train(&data, &inputs, &out, settings)
-        }
+        FusionCommand::Train(args) => train(&args),
     }
+}
+
+fn train(args: &FusionTrainArgs) -> Result<u8> {
+    let sources = FusionSources {
+        reports: &args.source,
+        split_file: &args.split_file,
+        text_model: &args.text_model,
+        image_run: &args.image_run,
+        nih: &args.nih,
+        openi_images: args.openi_images.as_deref(),
+        image_model: &args.image_model,
+    };
+    let settings = FusionTraining {
+        learning_rate: args.learning_rate,
+        modality_dropout: args.modality_dropout,
+        seed: args.seed,
+    };
+    println!("{}", train_and_write(&sources, &args.out, settings)?);
+    Ok(EXIT_OK)
 }

@@ -4,19 +4,16 @@
 mod args;
 mod corpus;
 mod export;
-mod files;
 mod fusion;
 mod image;
 mod model_dir;
 mod ner;
 mod predict;
 mod report;
-mod source;
 mod training;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -72,6 +69,12 @@ enum Command {
     /// {"id", "text"?, "image"?, "images"?} lines (image paths relative to the
     /// file), a plain-text report, or "-" / nothing for a report on stdin;
     /// with only --image, the images are analysed alone.
+    ///
+    /// In a .jsonl line, "report" is accepted for "text", the id may be a
+    /// string or a number (7 is written "7"), and any other field is refused
+    /// by name, so that a misspelt "txt" is not read as a case without a
+    /// report. An OpenI report's id is OpenI's uId ("CXR8" for
+    /// ecgen-radiology/8.xml), as in `label`, `eval` and review sessions.
     ///
     /// Reports go through the report model (entities and findings with
     /// source `text`; its findings head also reads the rule labeler's
@@ -166,19 +169,4 @@ fn open_output(path: Option<&Path>) -> Result<Box<dyn Write>> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     })
-}
-
-/// The progress bar of every long command: `what` is happening to `len`
-/// items counted in `unit` (reports, images, windows).
-pub(crate) fn progress_bar(len: usize, what: &str, unit: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{msg:>22}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}} left)"
-        ))
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
 }

@@ -5,9 +5,9 @@
 //! inside `models/`). A directory without a manifest, such as a training
 //! output, is refused unless the user passes `--unverified`.
 
-use crate::files::read_regular;
 use anyhow::{bail, Context, Result};
 use integrabner_core::bundle::{BundleFile, BundleManifest, MANIFEST_FILE};
+use integrabner_train::files::read_regular;
 use std::path::Path;
 
 /// Largest manifest read, in bytes.
@@ -94,6 +94,18 @@ pub fn read<const N: usize>(dir: &Path, names: [&str; N], trust: Trust) -> Resul
     Ok(files
         .try_into()
         .unwrap_or_else(|_| unreachable!("one file per name")))
+}
+
+/// A BERT model directory's `config.json`, `model.gguf` and
+/// `tokenizer.json` (verified unless `trust` says otherwise, with a warning
+/// then), or `None` for an unverified training output, which holds a
+/// checkpoint instead of `model.gguf`: its own loader reads that.
+pub fn read_bert(dir: &Path, trust: Trust) -> Result<Option<[Vec<u8>; 3]>> {
+    trust.warn_if_unverified(dir);
+    if trust == Trust::Unverified && !dir.join("model.gguf").exists() {
+        return Ok(None);
+    }
+    read(dir, ["config.json", "model.gguf", "tokenizer.json"], trust).map(Some)
 }
 
 /// The manifests that speak for a model directory's files.

@@ -3,9 +3,8 @@
 //! `--openi-images` names where they are), JSONL lines of
 //! `{"id", "text"?, "image"?, "images"?}`, a text file, stdin, or images alone.
 
-use crate::files::{read_bounded, read_regular};
 use crate::model_dir::{self, Trust};
-use crate::{open_output, source, EXIT_OK, EXIT_PARTIAL};
+use crate::{open_output, EXIT_OK, EXIT_PARTIAL};
 use anyhow::{bail, Context, Result};
 use integrabner_core::cases::CaseLine;
 use integrabner_core::pipeline::MAX_REPORT_CHARS;
@@ -14,7 +13,9 @@ use integrabner_models::engine::Engine;
 use integrabner_models::fusion::FusionTagger;
 use integrabner_models::image_model::ImageTagger;
 use integrabner_models::report::ReportTagger;
+use integrabner_train::files::{read_bounded, read_regular};
 use integrabner_train::report::load_tagger;
+use integrabner_train::source;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -94,18 +95,14 @@ fn text_model(path: Option<&Path>, rules_only: bool, trust: Trust) -> Result<Opt
     let Some(dir) = model_dir(path, DEFAULT_TEXT_MODEL, "--text-model") else {
         return Ok(None);
     };
-    trust.warn_if_unverified(&dir);
     let context = || format!("cannot load the report model in {}", dir.display());
-    // A training output holds a checkpoint (safetensors) instead of
-    // model.gguf: reading one is the training crate's business.
-    if trust == Trust::Unverified && !dir.join("model.gguf").exists() {
-        return Ok(Some(load_tagger(&dir).with_context(context)?));
-    }
-    let [config, weights, tokenizer] =
-        model_dir::read(&dir, ["config.json", "model.gguf", "tokenizer.json"], trust)?;
-    Ok(Some(
-        ReportTagger::from_bytes(&config, &weights, &tokenizer).with_context(context)?,
-    ))
+    let tagger = match model_dir::read_bert(&dir, trust)? {
+        Some([config, weights, tokenizer]) => {
+            ReportTagger::from_bytes(&config, &weights, &tokenizer).map_err(anyhow::Error::from)
+        }
+        None => load_tagger(&dir),
+    };
+    Ok(Some(tagger.with_context(context)?))
 }
 
 /// `config.json` and `model.gguf` of a model directory, verified unless

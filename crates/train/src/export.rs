@@ -48,14 +48,21 @@ pub fn manifest_for(
 }
 
 /// Describes the model `files` in `out` (named as in the bundle, e.g.
-/// `text/config.json`) in `out/manifest.json`.
+/// `text/config.json`) in `out/manifest.json`, and says how large the model is.
 pub fn write_manifest(
     out: &Path,
     files: &[(&'static str, FileRole)],
     provenance: &str,
     metrics: BTreeMap<String, f64>,
-) -> Result<BundleManifest> {
+) -> Result<()> {
     let manifest = manifest_for(out, &within_model_dir(files), provenance, metrics)?;
     std::fs::write(out.join(MANIFEST_FILE), manifest.to_json_pretty())?;
-    Ok(manifest)
+    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    eprintln!(
+        "wrote {} ({:.1} MB, version {})",
+        out.display(),
+        bytes as f64 / 1e6,
+        manifest.version
+    );
+    Ok(())
 }

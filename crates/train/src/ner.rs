@@ -8,6 +8,7 @@
 
 use crate::adamw::AdamW;
 use crate::checkpoint;
+use crate::progress;
 use crate::trainer::{self, Task};
 pub use crate::trainer::{EpochRecord, Outcome, TrainConfig};
 use anyhow::{Context, Result};
@@ -15,11 +16,11 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use indicatif::ProgressBar;
 use integrabner_core::rng::SplitMix64;
-use integrabner_models::iob::{decode_valid_iob, Sentence, SpanCounts};
+use integrabner_models::iob::{decode_valid_iob, parse_iob, Sentence, SpanCounts};
 use integrabner_models::token_classifier::{TokenClassifier, TokenClassifierConfig};
 use integrabner_models::tokenizer::{context_margin, windows, BertTokenizer};
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 /// Loss target of a piece that carries no label.
 const IGNORE: i64 = -1;
@@ -390,6 +391,55 @@ pub fn train(
         &config,
         serde_json::json!(labels),
         keep_going,
+    )
+}
+
+/// The sentences of an IOB file (`token<TAB>tag` lines).
+pub fn read_iob_file(path: &Path) -> Result<Vec<Sentence>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_iob(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Strict span counts of `model` on an IOB file, with a progress bar.
+pub fn score_file(model: &NerModel, path: &Path) -> Result<SpanCounts> {
+    let sentences = read_iob_file(path)?;
+    let bar = progress::bar(sentences.len(), "tagging", "sentences");
+    let counts = model.evaluate(&sentences, &bar)?;
+    bar.finish_and_clear();
+    Ok(counts)
+}
+
+/// `ner export`: quantizes a trained model into `out` and records its span
+/// F1 on each of `eval_files` (named by their last two path parts) in the
+/// manifest.
+pub fn export_scored(
+    model: &Path,
+    out: &Path,
+    eval_files: &[PathBuf],
+    provenance: &str,
+) -> Result<()> {
+    crate::export::write_model_files(model, out)?;
+    let quantized = NerModel::load(out)?;
+    let mut metrics = BTreeMap::new();
+    for file in eval_files {
+        let counts = score_file(&quantized, file)?;
+        let name = file
+            .iter()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<PathBuf>();
+        eprintln!("{}: span F1 {:.4}", name.display(), counts.f1());
+        metrics.insert(format!("span-f1 {}", name.display()), counts.f1());
+    }
+    crate::export::write_manifest(
+        out,
+        &integrabner_core::bundle::TEXT_MODEL_FILES,
+        provenance,
+        metrics,
     )
 }
 

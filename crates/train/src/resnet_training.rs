@@ -14,8 +14,11 @@
 
 use crate::adamw::AdamW;
 use crate::image::{
-    mean_auc, positive_weights, targets, weighted_binary_cross_entropy, MIN_POSITIVES_FOR_SELECTION,
+    mean_auc, of_split, outputs, positive_weights, targets, weighted_binary_cross_entropy,
+    MIN_POSITIVES_FOR_SELECTION,
 };
+use crate::progress;
+use crate::source::read_nih_images;
 use crate::trainer::{self, detached, Outcome, Task, TrainConfig};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -24,11 +27,45 @@ use indicatif::ProgressBar;
 use integrabner_core::image_input::{decode, encoder_input, Fit};
 use integrabner_core::nih::NihImage;
 use integrabner_core::rng::SplitMix64;
+use integrabner_core::split::Split;
 use integrabner_models::resnet::{self, random_weights, running_statistics, ResNet, ResNetConfig};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+
+/// The NIH train and validation sets read for ResNet-50 at `input_size`
+/// (the train set cut to its first `limit` images when given), with the
+/// network they train.
+pub fn read_nih(
+    nih: &Path,
+    input_size: usize,
+    limit: Option<usize>,
+) -> Result<(ResNetSpec, Vec<Example>, Vec<Example>)> {
+    let images = read_nih_images(nih)?;
+    let outputs = outputs();
+    let mut train = of_split(&images, Split::Train);
+    if let Some(n) = limit {
+        train.truncate(n);
+    }
+    let validation = of_split(&images, Split::Validation);
+    let read = |part: &[&NihImage], name: &str| {
+        let progress = progress::bar(part.len(), &format!("reading {name}"), "images");
+        let examples = read_examples(nih, part, &outputs, input_size, &progress);
+        progress.finish_and_clear();
+        examples
+    };
+    let (train, validation) = (read(&train, "train")?, read(&validation, "validation")?);
+    let spec = ResNetSpec {
+        resnet: ResNetConfig {
+            classes: outputs.len(),
+            ..ResNetConfig::resnet50()
+        },
+        input_size,
+        outputs,
+    };
+    Ok((spec, train, validation))
+}
 
 /// One image, scaled and padded to the input size, as one grey plane.
 pub struct Example {

@@ -7,6 +7,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod run;
 
 use crate::adamw::AdamW;
 use anyhow::Result;

@@ -3,11 +3,13 @@
 
 use super::LabelledReport;
 use crate::coding_eval::gold_labels;
+use crate::source::{load_corpus, read_split_file};
 use anyhow::{bail, Context, Result};
 use integrabner_core::openi::Corpus;
 use integrabner_core::split::Split;
 use integrabner_core::{Entity, Prediction, RulePipeline};
 use std::collections::HashMap;
+use std::path::Path;
 
 /// Silver spans by report id: the entities of a `label` output.
 #[derive(Default)]
@@ -29,6 +31,38 @@ impl Silver {
             name: name.to_string(),
             entities,
         })
+    }
+}
+
+/// Where the report model learns from: the OpenI reports, the split file,
+/// and the silver spans of `integrabner label`.
+pub struct ReportSources<'a> {
+    /// An OpenI `.tgz`, XML directory or `indiana_reports.csv`.
+    pub reports: &'a Path,
+    pub split_file: &'a Path,
+    /// A `label` output (read only when spans are asked for).
+    pub silver: &'a Path,
+}
+
+impl ReportSources<'_> {
+    /// The reports of each split with their gold coding, and their silver
+    /// spans; a report of a split in `spans_of` must have them (the others
+    /// get none; with no such split the silver file is not read).
+    pub fn load(
+        &self,
+        rules: &RulePipeline,
+        spans_of: &[Split],
+    ) -> Result<HashMap<Split, Vec<LabelledReport>>> {
+        let corpus = load_corpus(self.reports, None)?;
+        let assigned = read_split_file(self.split_file)?;
+        let silver = if spans_of.is_empty() {
+            Silver::default()
+        } else {
+            let text = std::fs::read_to_string(self.silver)
+                .with_context(|| format!("cannot read {}", self.silver.display()))?;
+            Silver::parse(&text, &self.silver.display().to_string())?
+        };
+        labelled_reports(&corpus, &assigned, &silver, rules, spans_of)
     }
 }
 

@@ -16,6 +16,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod export;
 
 use crate::adamw::AdamW;
 use crate::checkpoint;

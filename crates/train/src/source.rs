@@ -1,11 +1,15 @@
-//! Reading OpenI from disk: a `.tgz`, a directory of XML files, or the CSV layout.
+//! Reading the corpora from disk: OpenI as a `.tgz`, a directory of XML
+//! files or the CSV layout; the split file; NIH ChestX-ray14's labels; the
+//! image files a case names.
 
 use crate::files::{read_regular, walk};
 use anyhow::{bail, Context, Result};
 use integrabner_core::image_input::{decode, DynamicImage, MAX_IMAGE_BYTES};
+use integrabner_core::nih::{read_labels, NihImage};
 use integrabner_core::openi::{
     present_views, read_csv, read_projections, read_tgz, Corpus, ImageRef, MAX_XML_BYTES,
 };
+use integrabner_core::split::{parse_split_file, Split};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -115,4 +119,23 @@ pub fn read_views(paths: &[PathBuf]) -> Result<Vec<DynamicImage>> {
             decode(&bytes).with_context(|| format!("{}", p.display()))
         })
         .collect()
+}
+
+/// The split file's assignments (`id<TAB>split` lines) by report id.
+pub fn read_split_file(path: &Path) -> Result<HashMap<String, Split>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read split file {}", path.display()))?;
+    Ok(parse_split_file(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        .into_iter()
+        .collect())
+}
+
+/// The images NIH ChestX-ray14's `labels.csv` in `nih` lists, with their
+/// labels, patients and splits.
+pub fn read_nih_images(nih: &Path) -> Result<Vec<NihImage>> {
+    let labels = nih.join("labels.csv");
+    let text = std::fs::read_to_string(&labels)
+        .with_context(|| format!("cannot read {}", labels.display()))?;
+    read_labels(&text).map_err(anyhow::Error::msg)
 }

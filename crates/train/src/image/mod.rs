@@ -7,6 +7,9 @@
 //! encoder head is chosen on the same split. On two cores this is minutes,
 //! where fine-tuning the encoder would be hours per epoch.
 
+pub mod export;
+pub mod run;
+
 use crate::adamw::AdamW;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
