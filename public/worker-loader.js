@@ -8,7 +8,7 @@ wasm_bindgen("./integrabner-worker_bg.wasm").catch((e) =>
       kind: "error",
       request: null,
       message: `the analysis worker could not start: ${e}`,
-      scope: "bundle",
+      cause: "bundle-unavailable",
     })
   )
 );
