@@ -9,10 +9,13 @@ pub fn prediction_json(p: &Prediction) -> String {
 }
 
 /// One row per finding, then one per entity:
-/// `kind,concept,type,label,assertion,probability,source,start,end,text`.
+/// `kind,concept,type,label,assertion,probability,source,qualifiers,start,end,text`
+/// (qualifiers joined by `/`, as OpenI writes them after the heading; an
+/// entity's are those its modifier words gave).
 pub fn prediction_csv(p: &Prediction) -> String {
-    let mut out =
-        String::from("kind,concept,type,label,assertion,probability,source,start,end,text\n");
+    let mut out = String::from(
+        "kind,concept,type,label,assertion,probability,source,qualifiers,start,end,text\n",
+    );
     for f in &p.findings {
         push_row(
             &mut out,
@@ -24,6 +27,7 @@ pub fn prediction_csv(p: &Prediction) -> String {
                 "present",
                 &format!("{:.4}", f.probability),
                 f.source.as_str(),
+                &f.qualifiers.join("/"),
                 "",
                 "",
                 "",
@@ -41,6 +45,11 @@ pub fn prediction_csv(p: &Prediction) -> String {
                 e.assertion.as_str(),
                 &format!("{:.4}", e.score),
                 &e.source,
+                &e.modifiers
+                    .iter()
+                    .flat_map(|m| m.qualifiers.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join("/"),
                 &e.start.to_string(),
                 &e.end.to_string(),
                 &e.text,
@@ -90,7 +99,9 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 1 + p.findings.len() + p.entities.len());
         assert!(
-            lines[1].starts_with("finding,Pleural Effusion,disease,,present,0.9500,dictionary"),
+            lines[1].starts_with(
+                "finding,Pleural Effusion,disease,,present,0.9500,dictionary,right/small,"
+            ),
             "{}",
             lines[1]
         );

@@ -11,30 +11,63 @@ pub enum Segment {
         text: String,
         entity: usize,
     },
+    /// Words outside the entities that gave entity `entity` its modifier
+    /// number `modifier` (a qualifier: "left", "small").
+    Modifier {
+        text: String,
+        entity: usize,
+        modifier: usize,
+    },
 }
 
 /// Covers `text` exactly once, left to right. An entity that overlaps an
 /// earlier one, or lies outside the text, is not highlighted (it stays in the
-/// findings and the export).
+/// findings and the export); nor is a modifier inside an entity or over
+/// another modifier.
 pub fn segments(text: &str, entities: &[Entity]) -> Vec<Segment> {
     let chars: Vec<char> = text.chars().collect();
+    let fits = |start: usize, end: usize| start < end && end <= chars.len();
     let mut order: Vec<usize> = (0..entities.len()).collect();
     order.sort_by_key(|&i| (entities[i].start, std::cmp::Reverse(entities[i].end)));
-    let mut out = Vec::new();
+    // (start, end, entity, modifier): entity runs first, then modifiers in
+    // the gaps.
+    let mut runs: Vec<(usize, usize, usize, Option<usize>)> = Vec::new();
     let mut at = 0;
     for i in order {
         let e = &entities[i];
-        if e.start < at || e.end > chars.len() || e.start >= e.end {
+        if e.start < at || !fits(e.start, e.end) {
             continue;
         }
-        if e.start > at {
-            out.push(Segment::Plain(chars[at..e.start].iter().collect()));
-        }
-        out.push(Segment::Entity {
-            text: chars[e.start..e.end].iter().collect(),
-            entity: i,
-        });
+        runs.push((e.start, e.end, i, None));
         at = e.end;
+    }
+    for (i, e) in entities.iter().enumerate() {
+        for (m, modifier) in e.modifiers.iter().enumerate() {
+            let free = !runs
+                .iter()
+                .any(|r| r.0 < modifier.end && modifier.start < r.1);
+            if fits(modifier.start, modifier.end) && free {
+                runs.push((modifier.start, modifier.end, i, Some(m)));
+            }
+        }
+    }
+    runs.sort_by_key(|r| r.0);
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (start, end, entity, modifier) in runs {
+        if start > at {
+            out.push(Segment::Plain(chars[at..start].iter().collect()));
+        }
+        let text = chars[start..end].iter().collect();
+        out.push(match modifier {
+            None => Segment::Entity { text, entity },
+            Some(modifier) => Segment::Modifier {
+                text,
+                entity,
+                modifier,
+            },
+        });
+        at = end;
     }
     if at < chars.len() {
         out.push(Segment::Plain(chars[at..].iter().collect()));
@@ -50,7 +83,9 @@ mod tests {
     fn joined(segs: &[Segment]) -> String {
         segs.iter()
             .map(|s| match s {
-                Segment::Plain(t) | Segment::Entity { text: t, .. } => t.as_str(),
+                Segment::Plain(t)
+                | Segment::Entity { text: t, .. }
+                | Segment::Modifier { text: t, .. } => t.as_str(),
             })
             .collect()
     }
@@ -91,5 +126,21 @@ mod tests {
             .filter(|s| matches!(s, Segment::Entity { .. }))
             .count();
         assert_eq!(n, p.entities.len());
+    }
+
+    #[test]
+    fn qualifier_words_outside_entities_are_their_own_segments() {
+        let text = "Small left pleural effusion.";
+        let p = RulePipeline::embedded().predict("q", text).unwrap();
+        let segs = segments(text, &p.entities);
+        assert_eq!(joined(&segs), text);
+        let cues: Vec<&str> = segs
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Modifier { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cues, ["Small", "left"]);
     }
 }

@@ -89,6 +89,8 @@ mod tests {
             concept_type: t,
             probability: p,
             source: FindingSource::Dictionary,
+            qualifiers: Vec::new(),
+            qualifiers_by_kind: Default::default(),
         }
     }
 

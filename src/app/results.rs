@@ -75,6 +75,7 @@ pub fn Results(state: AppState) -> impl IntoView {
                     <SortHeader sort=sort key=SortKey::Confidence title="Confidence"/>
                     <SortHeader sort=sort key=SortKey::Source title="Source"/>
                     <th scope="col">"Assertion"</th>
+                    <th scope="col">"Qualifiers"</th>
                 </tr>
             </thead>
             <tbody>
@@ -83,7 +84,7 @@ pub fn Results(state: AppState) -> impl IntoView {
                     let shown = rows(&findings, threshold.get(), sort.get());
                     if shown.is_empty() {
                         return view! {
-                            <tr class="empty"><td colspan="5">"No findings at or above this confidence."</td></tr>
+                            <tr class="empty"><td colspan="6">"No findings at or above this confidence."</td></tr>
                         }
                         .into_any();
                     }
@@ -121,6 +122,12 @@ pub fn Results(state: AppState) -> impl IntoView {
                                     <td class="num" title=parts.clone()>{format!("{:.0}%", f.probability * 100.0)}</td>
                                     <td>{source}" "{map_button}</td>
                                     <td>"present"</td>
+                                    <td class="qualifiers">
+                                        {f.qualifiers.iter().map(|q| {
+                                            let kind = f.qualifiers_by_kind.iter().find(|(_, terms)| terms.contains(q)).map_or("", |(k, _)| k.as_str());
+                                            view! { <span class="chip" data-qualifier=q.clone() title=kind>{q.clone()}</span> }
+                                        }).collect_view()}
+                                    </td>
                                 </tr>
                             }
                         })
@@ -240,6 +247,21 @@ fn highlighted(a: &Analysis) -> impl IntoView {
             Segment::Entity { text, entity } => {
                 entity_mark(text, &a.prediction.entities[entity]).into_any()
             }
+            Segment::Modifier {
+                text,
+                entity,
+                modifier,
+            } => {
+                let e = &a.prediction.entities[entity];
+                let qualifiers = e.modifiers[modifier].qualifiers.join(", ");
+                let of = e.concept.clone().unwrap_or_else(|| e.text.clone());
+                view! {
+                    <u class="cue" data-qualifiers=qualifiers.clone() title=format!("qualifier of {of}: {qualifiers}")>
+                        {text}
+                    </u>
+                }
+                .into_any()
+            }
         })
         .collect_view()
 }
@@ -248,7 +270,12 @@ pub(super) fn entity_mark(text: String, e: &Entity) -> impl IntoView {
     let label = e.label.entity_label();
     let assertion = e.assertion.as_str();
     let concept = e.concept.clone().unwrap_or_default();
-    let details = format!(
+    let qualifiers: Vec<&str> = e
+        .modifiers
+        .iter()
+        .flat_map(|m| m.qualifiers.iter().map(String::as_str))
+        .collect();
+    let mut details = format!(
         "{} · {} · {} · confidence {:.0}% · source {}",
         if concept.is_empty() {
             "no concept"
@@ -260,6 +287,9 @@ pub(super) fn entity_mark(text: String, e: &Entity) -> impl IntoView {
         e.score * 100.0,
         e.source
     );
+    if !qualifiers.is_empty() {
+        details.push_str(&format!(" · qualifiers: {}", qualifiers.join(", ")));
+    }
     view! {
         <mark
             class=format!("ent label-{label} assert-{assertion}")

@@ -72,6 +72,20 @@ test("a report is highlighted and tabulated, privately, at 1280x800", async (t) 
     assert.ok(!concepts.includes("Pneumothorax"), "an absent finding is not coded");
     assert.ok(rows.every((r) => r.source === "text" && r.probability > 0 && r.probability <= 1));
 
+    // Qualifiers end to end: chips on the row, the words that gave them
+    // underlined in the report, and both in the exports.
+    const chips = await page.$$eval('tr[data-finding][data-concept="Pleural Effusion"] .chip', (c) => c.map((x) => x.dataset.qualifier));
+    assert.deepEqual(chips, ["right", "small"]);
+    const cues = await page.$$eval("u.cue", (u) => u.map((x) => x.textContent));
+    assert.ok(cues.includes("Small") && cues.includes("right"), cues);
+    const exported = await exportJson(page);
+    const effusion = exported.findings.find((f) => f.concept === "Pleural Effusion");
+    assert.deepEqual(effusion.qualifiers, ["right", "small"]);
+    assert.deepEqual(effusion.qualifiers_by_kind, { laterality: ["right"], severity: ["small"] });
+    const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.click("#export-csv")]);
+    const csvRows = (await readFile(await csvDownload.path(), "utf8")).split("\n");
+    assert.ok(csvRows.some((l) => l.startsWith("finding,Pleural Effusion,disease,,present,") && l.includes(",text,right/small,")), csvRows.join("\n"));
+
     // Absent entities look different from present ones, not only by colour.
     const style = (sel) => page.$eval(sel, (e) => getComputedStyle(e).textDecorationLine);
     assert.equal(await style('[data-entity][data-assertion="absent"]'), "line-through");
@@ -346,10 +360,12 @@ test("the browser and the native CLI give identical results", async (t) => {
       assert.equal(web.findings.length, n.findings.length, r.id);
       for (const [w, c] of zip(web.entities, n.entities)) {
         for (const k of ["start", "end", "text", "label", "concept", "assertion", "source"]) assert.equal(w[k], c[k], `${r.id} ${k}`);
+        assert.deepEqual(w.modifiers ?? [], c.modifiers ?? [], `${r.id} modifiers`);
         assert.ok(Math.abs(w.score - c.score) <= 1e-4);
       }
       for (const [w, c] of zip(web.findings, n.findings)) {
         for (const k of ["concept", "type", "source"]) assert.equal(w[k], c[k], `${r.id} ${k}`);
+        assert.deepEqual(w.qualifiers, c.qualifiers, `${r.id} qualifiers`);
         assert.ok(Math.abs(w.probability - c.probability) <= 1e-4);
       }
       entities += n.entities.length;
@@ -360,7 +376,7 @@ test("the browser and the native CLI give identical results", async (t) => {
     const csv = (await readFile(await download.path(), "utf8")).trim().split("\n");
     const last = native[native.length - 1];
     assert.equal(csv.length, 1 + last.findings.length + last.entities.length);
-    assert.equal(csv[0], "kind,concept,type,label,assertion,probability,source,start,end,text");
+    assert.equal(csv[0], "kind,concept,type,label,assertion,probability,source,qualifiers,start,end,text");
   });
 });
 

@@ -9,6 +9,7 @@ mod image;
 mod model_dir;
 mod ner;
 mod predict;
+mod qualifiers;
 mod report;
 mod training;
 
@@ -109,6 +110,10 @@ enum Command {
     /// Train and score the fusion of report and image (two-token attention).
     #[command(subcommand)]
     Fusion(fusion::FusionCommand),
+    /// Fit the qualifier lexicon (laterality, location, severity, …) on the
+    /// manual coding.
+    #[command(subcommand)]
+    Qualifiers(qualifiers::QualifiersCommand),
     /// Train, evaluate and export the report model (BERT with entity,
     /// assertion and coded-findings heads).
     #[command(subcommand)]
@@ -149,6 +154,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Report(command) => report::run(command),
         Command::Image(command) => image::run(command),
         Command::Fusion(command) => fusion::run(command),
+        Command::Qualifiers(command) => qualifiers::run(command),
         Command::Export(args) => export::run(&args),
     }
 }

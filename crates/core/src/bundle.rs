@@ -7,6 +7,7 @@
 
 use crate::context::{ContextRules, RuleError};
 use crate::pipeline::RulePipeline;
+use crate::qualifiers::{QualifierError, Qualifiers};
 use crate::vocab::{VocabError, Vocabulary};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -26,6 +27,8 @@ pub enum FileRole {
     Vocabulary,
     /// A ConText rule file; earlier files win on a shared phrase.
     ContextRules,
+    /// The qualifier lexicon and heading table (`qualifiers.json`).
+    Qualifiers,
     /// A licence that travels with the data; never loaded.
     Licence,
     /// A model's configuration (`config.json`).
@@ -85,11 +88,14 @@ pub enum BundleError {
     Vocabulary(#[from] VocabError),
     #[error(transparent)]
     Rules(#[from] RuleError),
+    #[error(transparent)]
+    Qualifiers(#[from] QualifierError),
 }
 
 /// The layout of the rule part of the bundle, in loading order.
-pub const RULE_FILES: [(&str, FileRole); 4] = [
+pub const RULE_FILES: [(&str, FileRole); 5] = [
     ("rules/concepts.json", FileRole::Vocabulary),
+    ("rules/qualifiers.json", FileRole::Qualifiers),
     ("rules/radiology_cues.json", FileRole::ContextRules),
     ("rules/medspacy_context_rules.json", FileRole::ContextRules),
     ("rules/medspacy_LICENSE", FileRole::Licence),
@@ -245,6 +251,7 @@ impl RulePipeline {
     /// a caller cannot skip verification by accident.
     pub fn from_bundle(files: &[(&BundleFile, &[u8])]) -> Result<Self, BundleError> {
         let mut vocab = None;
+        let mut qualifiers = None;
         let mut rule_texts = Vec::new();
         for (file, bytes) in files {
             file.verify(bytes)?;
@@ -253,6 +260,9 @@ impl RulePipeline {
                     vocab = Some(Vocabulary::from_json(as_text(&file.path, bytes)?)?)
                 }
                 FileRole::ContextRules => rule_texts.push(as_text(&file.path, bytes)?),
+                FileRole::Qualifiers => {
+                    qualifiers = Some(Qualifiers::from_json(as_text(&file.path, bytes)?)?)
+                }
                 FileRole::Licence
                 | FileRole::ModelConfig
                 | FileRole::Weights
@@ -266,6 +276,7 @@ impl RulePipeline {
         Ok(Self::new(
             vocab,
             ContextRules::from_json_files(&rule_texts)?,
+            qualifiers.ok_or(BundleError::Missing(FileRole::Qualifiers))?,
         ))
     }
 }

@@ -1,7 +1,8 @@
 //! A `Doc`: the text, its tokens, sentences and sections, and typed spans that
 //! pipeline components add — the spaCy model of a processed document.
 
-use crate::schema::{Assertion, ConceptType, Entity};
+use crate::qualifiers::{QualifierCue, Qualifiers};
+use crate::schema::{Assertion, ConceptType, Entity, EntityModifier};
 use crate::sections::{split_sections, Section, SectionKind};
 use crate::text::{sentences, tokenize, Token};
 use crate::vocab::ConceptId;
@@ -22,6 +23,8 @@ pub struct Span {
     pub section: SectionKind,
     /// OpenI qualifiers that describe the structure as abnormal (`tortuous`).
     pub abnormal_qualifiers: Vec<String>,
+    /// The qualifier words that describe the mention (`core::qualifiers`).
+    pub cues: Vec<QualifierCue>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,7 +94,11 @@ impl Doc {
     }
 
     /// The spans as output entities, in text order.
-    pub fn entities(&self, vocab: &crate::vocab::Vocabulary) -> Vec<Entity> {
+    pub fn entities(
+        &self,
+        vocab: &crate::vocab::Vocabulary,
+        qualifiers: &Qualifiers,
+    ) -> Vec<Entity> {
         let mut spans: Vec<&Span> = self.spans.iter().collect();
         spans.sort_by_key(|s| (s.start, s.end));
         spans
@@ -105,6 +112,23 @@ impl Doc {
                 assertion: s.assertion,
                 score: s.score,
                 source: s.source.clone(),
+                modifiers: s
+                    .cues
+                    .iter()
+                    .map(|c| {
+                        let chars = self.char_range(&c.tokens);
+                        EntityModifier {
+                            start: chars.start,
+                            end: chars.end,
+                            text: self.token_text(&c.tokens).to_string(),
+                            qualifiers: c
+                                .qualifiers
+                                .iter()
+                                .map(|&q| qualifiers.name(q).to_string())
+                                .collect(),
+                        }
+                    })
+                    .collect(),
             })
             .collect()
     }

@@ -5,6 +5,7 @@ use crate::context::{assertion_of, ContextRules};
 use crate::doc::{Doc, Span};
 use crate::phrase_matcher::PhraseMatcher;
 use crate::schema::Assertion;
+use crate::text::ranges_overlap as overlaps;
 use crate::vocab::{Coding, ConceptId, Vocabulary};
 
 /// What a dictionary phrase stands for.
@@ -155,9 +156,6 @@ impl RuleLabeler {
     /// the same assertion and modifier rules, keeping its source and score.
     pub fn annotate_with(&self, doc: &mut Doc, vocab: &Vocabulary, mentions: &[Mention]) {
         let matches = self.dictionary.find_all(&doc.tokens);
-        let overlaps = |a: &std::ops::Range<usize>, b: &std::ops::Range<usize>| {
-            a.start < b.end && b.start < a.end
-        };
         let mut candidates: Vec<Candidate> = matches
             .iter()
             .filter_map(|m| match *m.value {
@@ -233,6 +231,7 @@ impl RuleLabeler {
                 score: c.score,
                 source: c.source,
                 abnormal_qualifiers,
+                cues: Vec::new(),
             });
         }
         // Each present modifier describes the nearest structure in its sentence.
@@ -349,7 +348,7 @@ mod tests {
             vocab,
             &[mention(1..2), mention(4..5), mention(7..8)],
         );
-        let entities = doc.entities(vocab);
+        let entities = doc.entities(vocab, &pipeline.qualifiers);
         let by_source = |s: &str| entities.iter().filter(|e| e.source == s).count();
         assert_eq!(by_source("ner-disease"), 2);
         assert_eq!(by_source("dictionary"), 1);

@@ -17,6 +17,7 @@ pub mod nih;
 pub mod openi;
 pub mod phrase_matcher;
 pub mod pipeline;
+pub mod qualifiers;
 pub mod rng;
 pub mod schema;
 pub mod sections;

@@ -4,7 +4,8 @@ use crate::context::ContextRules;
 use crate::doc::Doc;
 use crate::findings::FindingRules;
 use crate::labeler::RuleLabeler;
-use crate::schema::Prediction;
+use crate::qualifiers::Qualifiers;
+use crate::schema::{Finding, FindingSource, Prediction};
 use crate::vocab::Vocabulary;
 
 /// The longest report the pipeline accepts, in chars. Longer input is an
@@ -33,20 +34,26 @@ fn is_non_text(c: char) -> bool {
 pub struct RulePipeline {
     pub vocab: Vocabulary,
     pub labeler: RuleLabeler,
+    pub qualifiers: Qualifiers,
     pub findings: FindingRules,
 }
 
 impl RulePipeline {
     /// The pipeline with the shipped vocabulary and rules.
     pub fn embedded() -> Self {
-        Self::new(Vocabulary::embedded(), ContextRules::embedded())
+        Self::new(
+            Vocabulary::embedded(),
+            ContextRules::embedded(),
+            Qualifiers::embedded(),
+        )
     }
 
-    pub fn new(vocab: Vocabulary, rules: ContextRules) -> Self {
+    pub fn new(vocab: Vocabulary, rules: ContextRules, qualifiers: Qualifiers) -> Self {
         let labeler = RuleLabeler::new(&vocab, rules);
         Self {
             vocab,
             labeler,
+            qualifiers,
             findings: FindingRules::default(),
         }
     }
@@ -74,16 +81,43 @@ impl RulePipeline {
         self.check(text)?;
         let mut doc = Doc::new(text);
         self.labeler.annotate(&mut doc, &self.vocab);
+        self.qualifiers.annotate(&mut doc);
         Ok(doc)
     }
 
     /// The output object of a labelled document.
     pub fn prediction(&self, id: &str, doc: &Doc) -> Prediction {
+        let mut findings = self.findings.findings(doc, &self.vocab);
+        self.qualify(doc, &mut findings);
         Prediction {
             id: id.to_string(),
-            findings: self.findings.findings(doc, &self.vocab),
-            entities: doc.entities(&self.vocab),
+            findings,
+            entities: self.entities(doc),
             ..Default::default()
+        }
+    }
+
+    /// The mentions of a labelled document as output entities.
+    pub fn entities(&self, doc: &Doc) -> Vec<crate::schema::Entity> {
+        doc.entities(&self.vocab, &self.qualifiers)
+    }
+
+    /// Gives each finding read from the report (any source but the image
+    /// alone) the qualifiers of its concept in `doc`.
+    pub fn qualify(&self, doc: &Doc, findings: &mut [Finding]) {
+        for f in findings
+            .iter_mut()
+            .filter(|f| f.source != FindingSource::Image)
+        {
+            let Some(concept) = self.vocab.find(&f.concept) else {
+                continue;
+            };
+            let ids = self.qualifiers.of_concept(doc, &self.vocab, concept);
+            f.qualifiers = ids
+                .iter()
+                .map(|&q| self.qualifiers.name(q).to_string())
+                .collect();
+            f.qualifiers_by_kind = self.qualifiers.by_kind(&ids);
         }
     }
 

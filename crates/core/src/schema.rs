@@ -3,7 +3,9 @@
 //! Offsets are counted in Unicode scalar values (Rust `char`s), end exclusive,
 //! so that JavaScript consumers can index with `Array.from(text)`.
 
+use crate::qualifiers::QualifierKind;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The four kinds of concept in the vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -114,6 +116,25 @@ pub struct Finding {
     pub concept_type: ConceptType,
     pub probability: f32,
     pub source: FindingSource,
+    /// OpenI qualifier terms in OpenI's spelling and order (`["left",
+    /// "small"]` for `Pleural Effusion/left/small`); from the report, so
+    /// empty for a finding of the image alone.
+    #[serde(default)]
+    pub qualifiers: Vec<String>,
+    /// The same terms by what they say (`{"laterality": ["left"],
+    /// "severity": ["small"]}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub qualifiers_by_kind: BTreeMap<QualifierKind, Vec<String>>,
+}
+
+/// Words of a mention's sentence that gave it qualifiers, so that a page
+/// can underline them. Offsets are chars, end exclusive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityModifier {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    pub qualifiers: Vec<String>,
 }
 
 /// A mention in the text. `source` names the component that found it
@@ -130,6 +151,9 @@ pub struct Entity {
     pub assertion: Assertion,
     pub score: f32,
     pub source: String,
+    /// The qualifier words that describe this mention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modifiers: Vec<EntityModifier>,
 }
 
 /// Where in an image a finding was seen: a class activation map on a coarse
@@ -184,6 +208,7 @@ mod tests {
                 assertion: Assertion::Present,
                 score: 1.0,
                 source: "test".into(),
+                modifiers: Vec::new(),
             };
             let json = serde_json::to_value(&entity).unwrap();
             assert_eq!(json["label"], t.entity_label());

@@ -225,6 +225,11 @@ pub fn phrase_keys(phrase: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether two token (or char) ranges share a position.
+pub fn ranges_overlap(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
 /// Tokens skipped during dictionary lookup.
 pub fn is_joiner(t: &Token) -> bool {
     t.kind == TokenKind::Punct && matches!(t.norm.as_str(), "-" | "\u{2010}" | "\u{2011}")

@@ -53,6 +53,8 @@ impl Concept {
             concept_type: self.concept_type,
             probability,
             source,
+            qualifiers: Vec::new(),
+            qualifiers_by_kind: Default::default(),
         }
     }
 }

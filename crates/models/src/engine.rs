@@ -11,6 +11,7 @@ use crate::image_model::{ImageAnalysis, ImageError, ImageTagger};
 use crate::report::{ReportError, ReportTagger};
 use candle_core::Error as CandleError;
 use integrabner_core::bundle::{BundleError, BundleFile};
+use integrabner_core::doc::Doc;
 use integrabner_core::image_input::DynamicImage;
 use integrabner_core::nih::ABNORMAL;
 use integrabner_core::{Entity, Finding, FindingSource, HeatMap, Prediction, RulePipeline};
@@ -71,6 +72,9 @@ pub struct CaseAnalysis {
     pub fused: Option<Vec<f32>>,
     /// Said to the user beside the result (the rules stood in for a model).
     pub note: Option<String>,
+    /// The report as read (its mentions and their qualifier words): the
+    /// findings' qualifiers are taken from it at the edge.
+    pub doc: Option<Doc>,
 }
 
 /// What the page shows beside a case's findings, named so that nothing
@@ -191,9 +195,10 @@ impl Engine {
         if let Some(report) = &self.report {
             match report.analyse(&self.rules, text, true) {
                 Ok(a) => {
-                    case.entities = a.doc.entities(&self.rules.vocab);
+                    case.entities = self.rules.entities(&a.doc);
                     case.findings = report.findings(&self.rules, &a.probabilities);
                     case.text = Some(a.probabilities);
+                    case.doc = Some(a.doc);
                     return Ok(Some(a.logits));
                 }
                 Err(e @ ReportError::TooLongForModel { .. }) => {
@@ -202,12 +207,11 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        let p = self
-            .rules
-            .predict(&case.id, text)
-            .map_err(ReportError::from)?;
+        let doc = self.rules.doc(text).map_err(ReportError::from)?;
+        let p = self.rules.prediction(&case.id, &doc);
         case.entities = p.entities;
         case.findings = p.findings;
+        case.doc = Some(doc);
         Ok(None)
     }
 
@@ -265,6 +269,9 @@ impl Engine {
             heat_maps: case.heat_maps,
             ..Default::default()
         };
+        if let Some(doc) = &case.doc {
+            self.rules.qualify(doc, &mut p.findings);
+        }
         if !with_scores {
             return p;
         }

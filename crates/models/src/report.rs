@@ -440,10 +440,13 @@ impl ReportTagger {
                     score,
                     source: SOURCE.to_string(),
                     abnormal_qualifiers: Vec::new(),
+                    cues: Vec::new(),
                 });
             }
         }
 
+        // The model's mentions get their qualifier words too.
+        rules.qualifiers.annotate(&mut doc);
         let evidence = if use_rules {
             rule_evidence
         } else {
@@ -484,10 +487,12 @@ impl ReportTagger {
         id: &str,
         analysis: &ReportAnalysis,
     ) -> Prediction {
+        let mut findings = self.findings(rules, &analysis.probabilities);
+        rules.qualify(&analysis.doc, &mut findings);
         Prediction {
             id: id.to_string(),
-            findings: self.findings(rules, &analysis.probabilities),
-            entities: analysis.doc.entities(&rules.vocab),
+            findings,
+            entities: rules.entities(&analysis.doc),
             scores: self
                 .config
                 .concepts

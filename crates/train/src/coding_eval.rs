@@ -1,6 +1,7 @@
 //! Document-level evaluation against OpenI's manual MeSH coding, with the
 //! original system's substring baseline computed in the same run.
 
+use crate::qualifier_eval::{gold_codings, QualifierScores};
 use integrabner_core::metrics::{Counts, MultiLabelEval, Prf};
 use integrabner_core::openi::Report;
 use integrabner_core::vocab::Vocabulary;
@@ -73,6 +74,7 @@ pub struct EvalResult {
     pub baseline: MultiLabelEval,
     /// Entities per source over all reports (what each component adds).
     pub spans_by_source: BTreeMap<String, usize>,
+    pub qualifiers: QualifierScores,
 }
 
 pub fn evaluate<'a>(
@@ -88,6 +90,7 @@ pub fn evaluate<'a>(
         rules: MultiLabelEval::default(),
         baseline: MultiLabelEval::default(),
         spans_by_source: BTreeMap::new(),
+        qualifiers: QualifierScores::default(),
     };
     for report in reports {
         let gold = gold_labels(report, vocab);
@@ -96,6 +99,9 @@ pub fn evaluate<'a>(
                 for e in &p.entities {
                     *result.spans_by_source.entry(e.source.clone()).or_default() += 1;
                 }
+                result
+                    .qualifiers
+                    .add(&gold_codings(report, vocab), &p.findings);
                 p.findings.into_iter().map(|f| f.concept).collect()
             }
             None => BTreeSet::new(),
@@ -162,7 +168,8 @@ pub fn markdown(result: &EvalResult, split: &str, vocab: &Vocabulary) -> String 
         .iter()
         .map(|(source, n)| format!("{source} {n}"))
         .collect();
-    let _ = writeln!(s, "\nEntities by source: {}.", sources.join(", "));
+    let _ = writeln!(s, "\nEntities by source: {}.\n", sources.join(", "));
+    s.push_str(&result.qualifiers.markdown(system));
     let _ = write!(s, "\nPer concept ({system}; support = gold reports):\n\n| concept | type | support | TP | FP | FN | P | R | F1 |\n|---|---|---|---|---|---|---|---|---|\n");
     let mut concepts: Vec<_> = r.per_label.iter().collect();
     concepts.sort_by(|a, b| b.1.support().cmp(&a.1.support()).then(a.0.cmp(b.0)));

@@ -50,6 +50,7 @@ impl HybridLabeler {
         self.pipeline
             .labeler
             .annotate_with(&mut doc, &self.pipeline.vocab, &mentions);
+        self.pipeline.qualifiers.annotate(&mut doc);
         Ok(self.pipeline.prediction(id, &doc))
     }
 }

@@ -14,6 +14,8 @@ pub mod image;
 pub mod ner;
 pub mod nih_eval;
 pub mod progress;
+pub mod qualifier_eval;
+pub mod qualifier_fit;
 pub mod report;
 pub mod resnet_training;
 pub mod source;

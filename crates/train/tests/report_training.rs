@@ -42,6 +42,7 @@ fn reports(rules: &RulePipeline) -> Vec<LabelledReport> {
             text: text.to_string(),
             silver,
             gold,
+            codings: Vec::new(),
         });
     }
     out

@@ -138,6 +138,7 @@ fn ReviewReport(review: Review) -> impl IntoView {
                                 assertion: r.assertion,
                                 score: item.score.unwrap_or(1.0),
                                 source: item.source.clone(),
+                                modifiers: Vec::new(),
                             };
                             (entity, (i, item.verdict))
                         })
@@ -145,7 +146,9 @@ fn ReviewReport(review: Review) -> impl IntoView {
                     segments(&case.text, &entities)
                         .into_iter()
                         .map(|segment| match segment {
-                            Segment::Plain(text) => text.into_any(),
+                            Segment::Plain(text) | Segment::Modifier { text, .. } => {
+                                text.into_any()
+                            }
                             Segment::Entity { text, entity } => {
                                 let (item, verdict) = items[entity];
                                 view! {

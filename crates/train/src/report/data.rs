@@ -3,6 +3,7 @@
 
 use super::LabelledReport;
 use crate::coding_eval::gold_labels;
+use crate::qualifier_eval::gold_codings;
 use crate::source::{load_corpus, read_split_file};
 use anyhow::{bail, Context, Result};
 use integrabner_core::openi::Corpus;
@@ -96,6 +97,7 @@ pub fn labelled_reports(
             text: r.text(),
             silver: entities,
             gold: gold_labels(r, &rules.vocab),
+            codings: gold_codings(r, &rules.vocab),
         });
     }
     Ok(out)

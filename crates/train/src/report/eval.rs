@@ -165,6 +165,12 @@ pub fn evaluation_markdown(
             prf_cells(e.macro_supported())
         );
     }
+    s.push('\n');
+    s.push_str(
+        &with_rules
+            .qualifiers
+            .markdown("report model + rule evidence"),
+    );
     let pairs = probability_pairs(tagger, reports, &outputs);
     let raw: Vec<(f32, bool)> = pairs
         .iter()

@@ -20,6 +20,7 @@ pub mod export;
 
 use crate::adamw::AdamW;
 use crate::checkpoint;
+use crate::qualifier_eval::{Coding, QualifierScores};
 pub use crate::trainer::Outcome;
 use crate::trainer::{self, Task, TrainConfig};
 use anyhow::Result;
@@ -104,6 +105,8 @@ pub struct LabelledReport {
     pub text: String,
     pub silver: Vec<Entity>,
     pub gold: BTreeSet<String>,
+    /// The coders' codings with their qualifiers.
+    pub codings: Vec<Coding>,
 }
 
 pub struct Item {
@@ -299,6 +302,7 @@ pub struct Scores {
     /// Of the spans found exactly, how many carry the silver assertion.
     pub assertion_correct: usize,
     pub findings: MultiLabelEval,
+    pub qualifiers: QualifierScores,
 }
 
 /// What the model said of one report: its prediction and the calibrated
@@ -320,6 +324,7 @@ pub fn evaluate(
         spans: SpanCounts::default(),
         assertion_correct: 0,
         findings: MultiLabelEval::default(),
+        qualifiers: QualifierScores::default(),
     };
     let mut outputs = Vec::with_capacity(reports.len());
     for r in reports {
@@ -339,6 +344,7 @@ pub fn evaluate(
         scores.spans.false_negatives += gold.len() - tp;
         let predicted: BTreeSet<String> = p.findings.iter().map(|f| f.concept.clone()).collect();
         scores.findings.add(&r.gold, &predicted);
+        scores.qualifiers.add(&r.codings, &p.findings);
         outputs.push(ReportOutput {
             prediction: p,
             probabilities: analysis.probabilities,
