@@ -82,7 +82,8 @@ pub enum Verdict {
     Pending,
     Accepted,
     Rejected,
-    /// Right place, but the expert changed type, concept or assertion.
+    /// Right place, but the expert changed type, concept, assertion or
+    /// qualifiers.
     Corrected,
     /// Missed by the model; added by the expert.
     Added,
@@ -100,7 +101,7 @@ impl Verdict {
     }
 }
 
-/// What an item says: its type, concept and assertion. The model's reading
+/// What an item says: its type, concept, assertion and qualifiers. The model's reading
 /// and the expert's correction have the same shape.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Reading {
@@ -108,6 +109,10 @@ pub struct Reading {
     pub concept_type: ConceptType,
     pub concept: Option<String>,
     pub assertion: Assertion,
+    /// A finding's qualifiers: OpenI terms (`left`, `small`) in the
+    /// lexicon's order; an entity has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qualifiers: Vec<String>,
 }
 
 /// One thing to judge: an entity (a span of the report) or a coded finding.
@@ -403,6 +408,7 @@ impl Case {
                 concept_type: e.label,
                 concept: e.concept.clone(),
                 assertion: e.assertion,
+                qualifiers: Vec::new(),
             },
             score: Some(e.score),
             source: e.source.clone(),
@@ -417,6 +423,7 @@ impl Case {
                 concept_type: f.concept_type,
                 concept: Some(f.concept.clone()),
                 assertion: Assertion::Present,
+                qualifiers: f.qualifiers.clone(),
             },
             score: Some(f.probability),
             source: f.source.as_str().to_string(),
@@ -582,6 +589,7 @@ pub(crate) mod tests {
                 concept_type: ConceptType::Disease,
                 concept: Some("Granuloma".into()),
                 assertion: Assertion::Present,
+                qualifiers: Vec::new(),
             },
             score: Some(0.9),
             source: "text".into(),
@@ -610,6 +618,7 @@ pub(crate) mod tests {
             concept_type: ConceptType::Disease,
             concept: concept.map(str::to_string),
             assertion: Assertion::Present,
+            qualifiers: Vec::new(),
         };
         let listed = case.finding(reading(Some("Cardiomegaly"))).unwrap_err();
         assert!(listed.contains("already a finding"), "{listed}");
@@ -629,6 +638,7 @@ pub(crate) mod tests {
             concept_type: ConceptType::Anatomy,
             concept: None,
             assertion: Assertion::Present,
+            qualifiers: Vec::new(),
         };
         let item = case.entity_at(0, 6, reading.clone()).unwrap();
         assert_eq!((item.span, item.text.as_str()), (Some((0, 5)), "Right"));

@@ -10,8 +10,14 @@
 //!   assertion is an error, as it would be in a report;
 //! - added: missed by the model (false negative);
 //! - pending: not counted.
+//!
+//! A finding whose correction changed only its qualifiers counts as right
+//! (its heading was); its qualifiers are scored apart, as (heading,
+//! qualifier) pairs of the model's reading against the expert's, in the
+//! `qualifier` rows: a rejected finding's pairs are all false positives,
+//! an added one's all false negatives.
 
-use super::session::{Form, Item, ItemKind, Session, Verdict, FORM_SCALES};
+use super::session::{Form, Item, ItemKind, Reading, Session, Verdict, FORM_SCALES};
 use integrabner_core::metrics::Counts;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -27,13 +33,43 @@ pub struct Agreement {
     pub corrected_type: usize,
     pub corrected_concept: usize,
     pub corrected_assertion: usize,
+    pub corrected_qualifiers: usize,
+}
+
+/// What a summary row counts: entities, findings (their headings), or the
+/// (heading, qualifier) pairs of the findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowKind {
+    Entity,
+    Finding,
+    Qualifier,
+}
+
+impl RowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Entity => "entity",
+            Self::Finding => "finding",
+            Self::Qualifier => "qualifier",
+        }
+    }
+}
+
+impl From<ItemKind> for RowKind {
+    fn from(kind: ItemKind) -> Self {
+        match kind {
+            ItemKind::Entity => Self::Entity,
+            ItemKind::Finding => Self::Finding,
+        }
+    }
 }
 
 /// Counts for everything (`level` "overall"), one type or one concept.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
     pub level: &'static str,
-    pub kind: ItemKind,
+    pub kind: RowKind,
     pub name: String,
     pub counts: Counts,
     /// `None` when nothing was predicted (precision) or nothing was there (recall).
@@ -54,32 +90,28 @@ pub struct Summary {
     pub form_means: BTreeMap<&'static str, f64>,
 }
 
-fn score(
-    counts: &mut BTreeMap<(&'static str, ItemKind, String), Counts>,
-    kind: ItemKind,
-    item: &Item,
-    verdict: Verdict,
-) {
+type CountsByRow = BTreeMap<(&'static str, RowKind, String), Counts>;
+
+fn score(counts: &mut CountsByRow, item: &Item) {
     let model = &item.reading;
     let expert = item.judged();
-    let mut add = |reading: &super::session::Reading, f: &dyn Fn(&mut Counts)| {
+    let kind = RowKind::from(item.kind);
+    let mut add = |reading: &Reading, f: &dyn Fn(&mut Counts)| {
         for (level, name) in [
             ("overall", "all".to_string()),
             ("type", reading.concept_type.as_str().to_string()),
-            (
-                "concept",
-                reading
-                    .concept
-                    .clone()
-                    .unwrap_or_else(|| "(no concept)".into()),
-            ),
+            ("concept", concept_name(reading)),
         ] {
             f(counts.entry((level, kind, name)).or_default());
         }
     };
-    match verdict {
+    let same_heading = model.concept_type == expert.concept_type
+        && model.concept == expert.concept
+        && model.assertion == expert.assertion;
+    match item.verdict {
         Verdict::Accepted => add(model, &|c| c.tp += 1),
         Verdict::Rejected => add(model, &|c| c.fp += 1),
+        Verdict::Corrected if same_heading => add(model, &|c| c.tp += 1),
         Verdict::Corrected => {
             add(model, &|c| c.fp += 1);
             add(expert, &|c| c.fn_ += 1);
@@ -87,18 +119,64 @@ fn score(
         Verdict::Added => add(expert, &|c| c.fn_ += 1),
         Verdict::Pending => {}
     }
+    if item.kind == ItemKind::Finding && item.verdict != Verdict::Pending {
+        score_qualifiers(counts, item);
+    }
+}
+
+fn concept_name(reading: &Reading) -> String {
+    reading
+        .concept
+        .clone()
+        .unwrap_or_else(|| "(no concept)".into())
+}
+
+/// A judged finding's (heading, qualifier) pairs, the model's against the
+/// expert's, into the overall and per-heading qualifier rows.
+fn score_qualifiers(counts: &mut CountsByRow, item: &Item) {
+    let pairs = |r: &Reading| -> Vec<(String, String)> {
+        r.qualifiers
+            .iter()
+            .map(|q| (concept_name(r), q.clone()))
+            .collect()
+    };
+    let model = if item.verdict == Verdict::Added {
+        Vec::new()
+    } else {
+        pairs(&item.reading)
+    };
+    let expert = if item.verdict == Verdict::Rejected {
+        Vec::new()
+    } else {
+        pairs(item.judged())
+    };
+    let mut add = |heading: &str, f: fn(&mut Counts)| {
+        for (level, name) in [("overall", "all"), ("concept", heading)] {
+            f(counts
+                .entry((level, RowKind::Qualifier, name.to_string()))
+                .or_default());
+        }
+    };
+    for pair in &model {
+        if expert.contains(pair) {
+            add(&pair.0, |c| c.tp += 1);
+        } else {
+            add(&pair.0, |c| c.fp += 1);
+        }
+    }
+    for pair in expert.iter().filter(|p| !model.contains(p)) {
+        add(&pair.0, |c| c.fn_ += 1);
+    }
 }
 
 fn ratio(a: usize, b: usize) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
 
-fn counts_of<'a>(
-    items: impl IntoIterator<Item = &'a Item>,
-) -> BTreeMap<(&'static str, ItemKind, String), Counts> {
+fn counts_of<'a>(items: impl IntoIterator<Item = &'a Item>) -> CountsByRow {
     let mut counts = BTreeMap::new();
     for item in items {
-        score(&mut counts, item.kind, item, item.verdict);
+        score(&mut counts, item);
     }
     counts
 }
@@ -118,6 +196,7 @@ pub fn summarize(session: &Session) -> Summary {
                 agreement.corrected_type += usize::from(m.concept_type != e.concept_type);
                 agreement.corrected_concept += usize::from(m.concept != e.concept);
                 agreement.corrected_assertion += usize::from(m.assertion != e.assertion);
+                agreement.corrected_qualifiers += usize::from(m.qualifiers != e.qualifiers);
             }
         }
     }
@@ -225,13 +304,13 @@ pub fn export_csv(session: &Session) -> String {
     }
     for case in &session.cases {
         let counts = counts_of(&case.items);
-        let all = |kind| {
+        let all = |kind: RowKind| {
             counts
                 .get(&("overall", kind, "all".to_string()))
                 .copied()
                 .unwrap_or_default()
         };
-        let (e, f) = (all(ItemKind::Entity), all(ItemKind::Finding));
+        let (e, f) = (all(RowKind::Entity), all(RowKind::Finding));
         let c = Counts {
             tp: e.tp + f.tp,
             fp: e.fp + f.fp,
@@ -270,7 +349,7 @@ mod tests {
     use crate::review::session::{Action, Item, Reading};
     use integrabner_core::{Assertion, ConceptType};
 
-    fn row<'a>(s: &'a Summary, level: &str, kind: ItemKind, name: &str) -> &'a Row {
+    fn row<'a>(s: &'a Summary, level: &str, kind: RowKind, name: &str) -> &'a Row {
         s.rows
             .iter()
             .find(|r| r.level == level && r.kind == kind && r.name == name)
@@ -303,6 +382,7 @@ mod tests {
                 concept_type: ConceptType::Disease,
                 concept: Some("Pneumothorax".into()),
                 assertion: Assertion::Present,
+                qualifiers: Vec::new(),
             },
             score: None,
             source: String::new(),
@@ -336,7 +416,7 @@ mod tests {
             sum.agreement.pending,
             s.cases[0].pending() + s.cases[1].pending()
         );
-        let entities = row(&sum, "overall", ItemKind::Entity, "all");
+        let entities = row(&sum, "overall", RowKind::Entity, "all");
         assert_eq!(
             entities.counts,
             Counts {
@@ -346,7 +426,7 @@ mod tests {
             }
         );
         assert_eq!(entities.precision, Some(0.5));
-        let findings = row(&sum, "overall", ItemKind::Finding, "all");
+        let findings = row(&sum, "overall", RowKind::Finding, "all");
         assert_eq!(
             findings.counts,
             Counts {
@@ -357,10 +437,10 @@ mod tests {
         );
         assert_eq!(findings.precision, Some(0.0));
         assert_eq!(
-            row(&sum, "concept", ItemKind::Finding, "Pneumothorax").precision,
+            row(&sum, "concept", RowKind::Finding, "Pneumothorax").precision,
             None
         );
-        assert_eq!(row(&sum, "type", ItemKind::Entity, "disease").counts.tp, 1);
+        assert_eq!(row(&sum, "type", RowKind::Entity, "disease").counts.tp, 1);
         assert_eq!(sum.mean_seconds_per_case, 1.0);
         assert_eq!(sum.form_means["correctness"], 4.0);
         assert_eq!(sum.reviewed_cases, usize::from(s.cases[0].pending() == 0));
@@ -380,5 +460,42 @@ mod tests {
         assert_eq!(json["model"]["bundle"], "test");
         let back = Session::from_json(&json.to_string()).unwrap();
         assert_eq!(back, s, "an export imports again");
+    }
+
+    #[test]
+    fn qualifiers_are_scored_as_pairs_apart_from_the_heading() {
+        let mut s = session_of(&["Small left pleural effusion. Right rib fracture."]);
+        let items = s.cases[0].items.clone();
+        let finding = |concept: &str| {
+            items
+                .iter()
+                .position(|i| i.kind == ItemKind::Finding && i.text == concept)
+                .unwrap_or_else(|| panic!("no {concept} finding: {items:?}"))
+        };
+        let (effusion, fracture) = (finding("Pleural Effusion"), finding("Fractures, Bone"));
+        assert_eq!(items[effusion].reading.qualifiers, ["left", "small"]);
+        // The expert says it is moderate, not small: the heading stands.
+        let mut moderate = items[effusion].reading.clone();
+        moderate.qualifiers = vec!["left".into(), "moderate".into()];
+        s.apply(Action::Correct(effusion, moderate));
+        s.apply(Action::Reject(fracture));
+
+        let sum = summarize(&s);
+        assert_eq!(sum.agreement.corrected_qualifiers, 1);
+        let headings = row(&sum, "concept", RowKind::Finding, "Pleural Effusion");
+        assert_eq!((headings.counts.tp, headings.counts.fp), (1, 0));
+        let fracture_pairs = items[fracture].reading.qualifiers.len();
+        assert!(fracture_pairs > 0, "{:?}", items[fracture].reading);
+        assert_eq!(
+            row(&sum, "overall", RowKind::Qualifier, "all").counts,
+            Counts {
+                tp: 1,
+                fp: 1 + fracture_pairs,
+                fn_: 1
+            }
+        );
+        let effusion_pairs = row(&sum, "concept", RowKind::Qualifier, "Pleural Effusion");
+        assert_eq!(effusion_pairs.precision, Some(0.5));
+        assert!(export_csv(&s).contains("\noverall,qualifier,all,1,"));
     }
 }

@@ -1,6 +1,8 @@
 //! The concept headings an expert can pick when adding or correcting an
-//! item (the page offers them as type-ahead suggestions).
+//! item (the page offers them as type-ahead suggestions), and the
+//! qualifier terms a finding may carry.
 
+use integrabner_core::qualifiers::Qualifiers;
 use integrabner_core::vocab::Vocabulary;
 use integrabner_core::ConceptType;
 
@@ -32,9 +34,45 @@ impl Headings {
     }
 }
 
+/// A finding's qualifiers as an expert types them (`left, small`, or as
+/// OpenI writes them, `left/small`): each a term of `lexicon`, returned in
+/// its order without repeats; none for an empty text.
+pub fn parse_qualifiers(text: &str, lexicon: &Qualifiers) -> Result<Vec<String>, String> {
+    let mut ids = Vec::new();
+    for term in text
+        .split([',', ';', '/'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        ids.push(lexicon.find(term).ok_or_else(|| {
+            format!(
+                "\u{201c}{term}\u{201d} is not an OpenI qualifier; use terms such as left, upper lobe, small or mild, separated by commas"
+            )
+        })?);
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids
+        .into_iter()
+        .map(|q| lexicon.name(q).to_string())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_qualifiers_are_lexicon_terms_in_lexicon_order() {
+        let lexicon = Qualifiers::embedded();
+        assert_eq!(
+            parse_qualifiers(" Small, left / small ", &lexicon),
+            Ok(vec!["left".to_string(), "small".to_string()])
+        );
+        assert_eq!(parse_qualifiers("  ", &lexicon), Ok(Vec::new()));
+        let err = parse_qualifiers("left, huge", &lexicon).unwrap_err();
+        assert!(err.contains("huge"), "{err}");
+    }
 
     #[test]
     fn headings_are_found_ignoring_case() {

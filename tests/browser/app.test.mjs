@@ -70,7 +70,9 @@ test("a report is highlighted and tabulated, privately, at 1280x800", async (t) 
     const concepts = rows.map((r) => r.concept);
     assert.ok(concepts.includes("Pleural Effusion") && concepts.includes("Cardiomegaly"), concepts);
     assert.ok(!concepts.includes("Pneumothorax"), "an absent finding is not coded");
-    assert.ok(rows.every((r) => r.source === "text" && r.probability > 0 && r.probability <= 1));
+    // The model's findings (`text`) and, for the concepts the rules decide, the rule labeler's.
+    assert.ok(rows.every((r) => ["text", "dictionary"].includes(r.source) && r.probability > 0 && r.probability <= 1), JSON.stringify(rows));
+    assert.ok(rows.some((r) => r.source === "text"), JSON.stringify(rows));
 
     // Qualifiers end to end: chips on the row, the words that gave them
     // underlined in the report, and both in the exports.

@@ -119,6 +119,16 @@ test("an expert reviews a 5-case session with the keyboard, reloads midway, fini
     const pneumo = 'tr[data-review-item][data-kind="entity"][data-concept="Pneumothorax"]';
     await page.selectOption(`${pneumo} select[aria-label="Assertion"]`, "uncertain");
     await page.waitForSelector(`${pneumo}[data-verdict="corrected"][data-assertion="uncertain"]`);
+    // Correct a finding's qualifiers: the effusion is on the left, not the right.
+    const effusion = 'tr[data-review-item][data-kind="finding"][data-concept="Pleural Effusion"]';
+    const effusionQualifiers = `${effusion} input.qualifiers`;
+    assert.deepEqual((await page.inputValue(effusionQualifiers)).split(", ").sort(), ["right", "small"]);
+    await page.fill(effusionQualifiers, "huge");
+    await page.press(effusionQualifiers, "Tab");
+    assert.match(await page.textContent("#review-message"), /\u201chuge\u201d is not an OpenI qualifier/);
+    await page.fill(effusionQualifiers, "Small, left");
+    await page.press(effusionQualifiers, "Tab");
+    await page.waitForSelector(`${effusion}[data-verdict="corrected"][data-qualifiers="left/small"]`);
     // Add a missed entity by selecting its words, and a missed finding by type-ahead.
     await selectInReport(page, "Degenerative changes");
     assert.match(await page.textContent(".review-add .note"), /Degenerative changes/);
@@ -203,7 +213,11 @@ test("an expert reviews a 5-case session with the keyboard, reloads midway, fini
 
     const agreement = await page.$eval("#review-agreement", (e) => ({ ...e.dataset }));
     assert.equal(agreement.added, "2");
-    assert.equal(agreement.corrected, "1");
+    assert.equal(agreement.corrected, "2");
+    assert.equal(agreement.correctedQualifiers, "1");
+    // The qualifier pairs are scored: the model's "right" was wrong, "small" right.
+    const pairs = await page.$eval('tr[data-summary-row][data-level="overall"][data-kind="qualifier"]', (e) => ({ ...e.dataset }));
+    assert.ok(Number(pairs.precision) > 0 && Number(pairs.precision) < 1, JSON.stringify(pairs));
     assert.ok(Number(agreement.rejected) >= 2, JSON.stringify(agreement));
     assert.ok(Number(agreement.pending) >= 1, "case 5 is left half judged");
     const overall = await page.$eval('tr[data-summary-row][data-level="overall"][data-kind="entity"]', (e) => ({ ...e.dataset }));
@@ -219,8 +233,11 @@ test("an expert reviews a 5-case session with the keyboard, reloads midway, fini
     assert.deepEqual(exported.cases.map((c) => c.id), CASES.map((c) => c.id));
     const c1 = exported.cases[0];
     assert.ok(c1.items.every((i) => i.verdict !== "pending"));
-    const corrected = c1.items.find((i) => i.verdict === "corrected");
+    const corrected = c1.items.find((i) => i.verdict === "corrected" && i.kind === "entity");
     assert.deepEqual([corrected.text, corrected.reading.assertion, corrected.correction.assertion], ["pneumothorax", "absent", "uncertain"]);
+    const requalified = c1.items.find((i) => i.verdict === "corrected" && i.kind === "finding");
+    assert.deepEqual([requalified.text, requalified.correction.qualifiers], ["Pleural Effusion", ["left", "small"]]);
+    assert.ok(requalified.reading.qualifiers.includes("right"), JSON.stringify(requalified.reading));
     const addedEntity = c1.items.find((i) => i.verdict === "added" && i.kind === "entity");
     assert.equal(addedEntity.text, "Degenerative changes");
     assert.equal(Array.from(c1.text).slice(...addedEntity.span).join(""), "Degenerative changes");

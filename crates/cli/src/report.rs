@@ -7,6 +7,7 @@ use clap::Subcommand;
 use integrabner_core::split::Split;
 use integrabner_core::RulePipeline;
 use integrabner_train::report::data::ReportSources;
+use integrabner_train::report::decide;
 use integrabner_train::report::eval::evaluation_markdown;
 use integrabner_train::report::export::export_calibrated;
 use integrabner_train::report::{self, LabelledReport};
@@ -54,6 +55,31 @@ pub enum ReportCommand {
     /// temperature and decision threshold on the validation split, and record
     /// its test scores (quantized and f32) in the directory's manifest.
     Export(ReportExportArgs),
+    /// Choose, per concept, who codes it: the model at its threshold, the
+    /// rule labeler, either or both, by F1 on the validation split
+    /// (concepts coded in fewer than 5 validation reports share one
+    /// decision, fitted on their pooled counts).
+    ///
+    /// Writes the decisions into MODEL/config.json, then scores the test
+    /// split once and records it in MODEL/manifest.json beside the model's
+    /// own scores. Run `integrabner export` afterwards to refresh the
+    /// bundle's manifest.
+    Decide(ReportDecideArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ReportDecideArgs {
+    #[command(flatten)]
+    data: ReportData,
+    /// A bundle directory (config.json, model.gguf, manifest.json).
+    #[arg(long, default_value = "models/text")]
+    model: PathBuf,
+    /// Print the validation tables only: write nothing, leave test unread.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also write the tables as Markdown to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -126,7 +152,23 @@ pub fn run(command: ReportCommand) -> Result<u8> {
             export_calibrated(&sources, &args.model, &args.out, &args.provenance)?;
             Ok(EXIT_OK)
         }
+        ReportCommand::Decide(args) => decide(&args),
     }
+}
+
+fn decide(args: &ReportDecideArgs) -> Result<u8> {
+    let rules = RulePipeline::embedded();
+    let mut splits = args.data.sources().load(&rules, &[])?;
+    let mut part = |s| splits.remove(&s).unwrap_or_default();
+    let validation = part(Split::Validation);
+    let md = if args.dry_run {
+        let mut tagger = report::load_tagger(&args.model)?;
+        tagger.check_rules(&rules)?;
+        decide::decide(&mut tagger, &rules, &validation)?
+    } else {
+        decide::decide_bundle(&args.model, &rules, &validation, &part(Split::Test))?
+    };
+    crate::print_markdown(&md, args.markdown.as_deref())
 }
 
 fn train(args: &ReportTrainArgs) -> Result<u8> {

@@ -86,6 +86,17 @@ impl Doc {
         &self.text[self.tokens[tokens.start].bytes.start..self.tokens[tokens.end - 1].bytes.end]
     }
 
+    /// Each token's sentence, looked up once per pass instead of scanning
+    /// all sentences per match (long reports have thousands); `None` for a
+    /// section title's tokens, which belong to no sentence.
+    pub fn sentence_of_tokens(&self) -> Vec<Option<usize>> {
+        let mut out = vec![None; self.tokens.len()];
+        for (i, s) in self.sentences.iter().enumerate() {
+            out[s.clone()].fill(Some(i));
+        }
+        out
+    }
+
     pub fn section_of(&self, token: usize) -> SectionKind {
         self.sections
             .iter()

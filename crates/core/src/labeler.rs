@@ -203,17 +203,12 @@ impl RuleLabeler {
             .iter()
             .map(|s| self.context.scopes(&doc.tokens, s.clone()))
             .collect();
-        // Sentences partition the tokens; look each token's sentence up once
-        // instead of scanning all sentences per match (long reports have thousands).
-        let mut sentence_of_token = vec![0; doc.tokens.len()];
-        for (i, s) in doc.sentences.iter().enumerate() {
-            sentence_of_token[s.clone()].fill(i);
-        }
+        let sentence_of_token = doc.sentence_of_tokens();
 
         let mut spans = Vec::new();
         for c in candidates {
             let concept = vocab.concept(c.concept);
-            let scopes = &sentence_scopes[sentence_of_token[c.tokens.start]];
+            let scopes = sentence_of_token[c.tokens.start].map_or(&[][..], |i| &sentence_scopes[i]);
             let assertion = assertion_of(scopes, &c.tokens);
             let mut abnormal_qualifiers = Vec::new();
             if c.abnormal {
@@ -236,7 +231,9 @@ impl RuleLabeler {
         }
         // Each present modifier describes the nearest structure in its sentence.
         for (range, modifier) in modifier_hits {
-            let sent = sentence_of_token[range.start];
+            let Some(sent) = sentence_of_token[range.start] else {
+                continue;
+            };
             if assertion_of(&sentence_scopes[sent], &range) != Assertion::Present {
                 continue;
             }

@@ -76,12 +76,20 @@ impl RulePipeline {
         Ok(())
     }
 
-    /// Tokenizes and labels `text`.
+    /// Tokenizes and labels `text`, qualifier words included.
     pub fn doc(&self, text: &str) -> Result<Doc, InputError> {
+        let mut doc = self.labelled_doc(text)?;
+        self.qualifiers.annotate(&mut doc);
+        Ok(doc)
+    }
+
+    /// Tokenizes and labels `text` but leaves the qualifier words out, for
+    /// a caller that adds spans of its own first and then runs
+    /// `qualifiers.annotate` once over all of them.
+    pub fn labelled_doc(&self, text: &str) -> Result<Doc, InputError> {
         self.check(text)?;
         let mut doc = Doc::new(text);
         self.labeler.annotate(&mut doc, &self.vocab);
-        self.qualifiers.annotate(&mut doc);
         Ok(doc)
     }
 

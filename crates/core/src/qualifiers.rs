@@ -148,6 +148,8 @@ struct Prior {
 pub struct Qualifiers {
     pub version: String,
     terms: Vec<(String, QualifierKind)>,
+    /// Lower-cased term → id, for `find`.
+    ids: HashMap<String, QualifierId>,
     matcher: PhraseMatcher<Vec<QualifierId>>,
     priors: HashMap<String, Prior>,
     /// How many tokens may separate a cue from the mention it describes.
@@ -240,9 +242,14 @@ impl Qualifiers {
                 },
             );
         }
+        let ids = ids
+            .into_iter()
+            .map(|(term, id)| (term.to_lowercase(), id))
+            .collect();
         Ok(Self {
             version: file.version.clone(),
             terms,
+            ids,
             matcher,
             priors,
             window: 6,
@@ -260,10 +267,7 @@ impl Qualifiers {
 
     /// The id of an OpenI term, if the lexicon has it.
     pub fn find(&self, term: &str) -> Option<QualifierId> {
-        self.terms
-            .iter()
-            .position(|(t, _)| t.eq_ignore_ascii_case(term.trim()))
-            .map(|i| QualifierId(i as u16))
+        self.ids.get(&term.trim().to_lowercase()).copied()
     }
 
     /// Gives every qualifier phrase of `doc` to the mention it describes, in
@@ -284,6 +288,10 @@ impl Qualifiers {
 
     /// Each qualifier phrase of `doc` with the span it goes to (`annotate`).
     fn cues(&self, doc: &Doc) -> Vec<(usize, QualifierCue)> {
+        let sentence_of = doc.sentence_of_tokens();
+        let nearest = |tokens: &Range<usize>, eligible: &dyn Fn(usize) -> bool| {
+            self.nearest(doc, &sentence_of, tokens, eligible)
+        };
         let mut out = Vec::new();
         for hit in self.matcher.find_all(&doc.tokens) {
             let cue = |qualifiers: Vec<QualifierId>| QualifierCue {
@@ -322,7 +330,7 @@ impl Qualifiers {
             if outward.is_empty() {
                 continue;
             }
-            if let Some(i) = self.nearest(doc, &hit.tokens, |_| true) {
+            if let Some(i) = nearest(&hit.tokens, &|_| true) {
                 out.push((i, cue(outward)));
             }
         }
@@ -333,7 +341,7 @@ impl Qualifiers {
             |s: &Span| s.label == ConceptType::Anatomy && s.abnormal_qualifiers.is_empty();
         let mut passed = Vec::new();
         for (i, span) in doc.spans.iter().enumerate().filter(|(_, s)| passing(s)) {
-            let Some(finding) = self.nearest(doc, &span.tokens, |j| !passing(&doc.spans[j])) else {
+            let Some(finding) = nearest(&span.tokens, &|j| !passing(&doc.spans[j])) else {
                 continue;
             };
             passed.extend(
@@ -353,10 +361,11 @@ impl Qualifiers {
     fn nearest(
         &self,
         doc: &Doc,
+        sentence_of: &[Option<usize>],
         tokens: &Range<usize>,
-        eligible: impl Fn(usize) -> bool,
+        eligible: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
-        let sentence = doc.sentences.iter().find(|s| s.contains(&tokens.start))?;
+        let sentence = &doc.sentences[sentence_of[tokens.start]?];
         doc.spans
             .iter()
             .enumerate()

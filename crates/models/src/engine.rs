@@ -196,7 +196,7 @@ impl Engine {
             match report.analyse(&self.rules, text, true) {
                 Ok(a) => {
                     case.entities = self.rules.entities(&a.doc);
-                    case.findings = report.findings(&self.rules, &a.probabilities);
+                    case.findings = report.findings(&self.rules, &a);
                     case.text = Some(a.probabilities);
                     case.doc = Some(a.doc);
                     return Ok(Some(a.logits));
@@ -207,10 +207,10 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Qualified once, in `prediction`, like the other paths' findings.
         let doc = self.rules.doc(text).map_err(ReportError::from)?;
-        let p = self.rules.prediction(&case.id, &doc);
-        case.entities = p.entities;
-        case.findings = p.findings;
+        case.entities = self.rules.entities(&doc);
+        case.findings = self.rules.findings.findings(&doc, &self.rules.vocab);
         case.doc = Some(doc);
         Ok(None)
     }

@@ -9,7 +9,7 @@
 
 use crate::iob::{spans, Tag};
 use crate::quantized;
-use crate::report_model::{ReportModel, ReportModelConfig};
+use crate::report_model::{Decided, ReportModel, ReportModelConfig};
 use crate::tokenizer::{context_margin, windows, BertTokenizer, TokenizerError, WordPieces};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -137,14 +137,27 @@ impl Encoded {
     }
 }
 
-/// The report's words (a `Doc` without spans) and the rule labeler's evidence
-/// for the findings head, from one pass of the rules: the rule-labelled doc
+/// What one pass of the rules gives the model: the rule-labelled doc
 /// already holds the tokens, sentences and sections the model reads.
-pub fn words_and_evidence(rules: &RulePipeline, text: &str) -> Result<(Doc, Vec<f32>), InputError> {
-    let mut doc = rules.doc(text)?;
-    let evidence = rules.findings.evidence(&doc, &rules.vocab);
-    doc.spans.clear();
-    Ok((doc, evidence))
+pub struct RuleReading {
+    /// The report's words (a `Doc` without spans).
+    pub words: Doc,
+    /// The rule labeler's evidence for the findings head.
+    pub evidence: Vec<f32>,
+    /// The rule labeler's coded findings.
+    pub findings: Vec<Finding>,
+}
+
+pub fn read_with_rules(rules: &RulePipeline, text: &str) -> Result<RuleReading, InputError> {
+    let mut words = rules.labelled_doc(text)?;
+    let evidence = rules.findings.evidence(&words, &rules.vocab);
+    let findings = rules.findings.findings(&words, &rules.vocab);
+    words.spans.clear();
+    Ok(RuleReading {
+        words,
+        evidence,
+        findings,
+    })
 }
 
 /// Ids and attention mask `[rows, len]` of token rows padded with `pad`.
@@ -198,6 +211,7 @@ pub struct ReportTagger {
 struct Encoding {
     doc: Doc,
     rule_evidence: Vec<f32>,
+    rule_findings: Vec<Finding>,
     encoded: Encoded,
     mask: Tensor,
     hidden: Tensor,
@@ -212,6 +226,9 @@ pub struct ReportAnalysis {
     pub logits: Vec<f32>,
     /// Calibrated probability of each concept of `config.concepts`.
     pub probabilities: Vec<f32>,
+    /// The rule labeler's probability of each concept of `config.concepts`
+    /// it coded.
+    pub rule_probabilities: Vec<Option<f32>>,
 }
 
 impl ReportTagger {
@@ -278,7 +295,11 @@ impl ReportTagger {
     /// The report's words, rule evidence, pieces in windows and the
     /// encoder's hidden states: what every head reads.
     fn encode_report(&self, rules: &RulePipeline, text: &str) -> Result<Encoding, ReportError> {
-        let (doc, rule_evidence) = words_and_evidence(rules, text)?;
+        let RuleReading {
+            words: doc,
+            evidence: rule_evidence,
+            findings: rule_findings,
+        } = read_with_rules(rules, text)?;
         let encoded = Encoded::new(
             &self.tokenizer,
             &doc,
@@ -298,6 +319,7 @@ impl ReportTagger {
         Ok(Encoding {
             doc,
             rule_evidence,
+            rule_findings,
             encoded,
             mask,
             hidden,
@@ -356,6 +378,7 @@ impl ReportTagger {
         let Encoding {
             mut doc,
             rule_evidence,
+            rule_findings,
             encoded,
             mask,
             hidden,
@@ -453,28 +476,48 @@ impl ReportTagger {
             vec![0.0; self.config.rule_features]
         };
         let (logits, probabilities) = self.findings_outputs(&hidden, &mask, evidence)?;
+        let rule_probabilities = self
+            .config
+            .concepts
+            .iter()
+            .map(|c| {
+                rule_findings
+                    .iter()
+                    .find(|f| &f.concept == c)
+                    .map(|f| f.probability)
+            })
+            .collect();
         Ok(ReportAnalysis {
             doc,
             logits,
             probabilities,
+            rule_probabilities,
         })
     }
 
-    /// The concepts whose probability reaches the threshold.
-    pub fn findings(&self, rules: &RulePipeline, probabilities: &[f32]) -> Vec<Finding> {
+    /// The concepts coded by their decision (`config.decisions`; the model
+    /// alone when there are none): the model's at its threshold, the rule
+    /// labeler's, or both.
+    pub fn findings(&self, rules: &RulePipeline, analysis: &ReportAnalysis) -> Vec<Finding> {
+        let decision = |i: usize| self.config.decisions.get(i).copied().unwrap_or_default();
         self.config
             .concepts
             .iter()
-            .zip(probabilities)
-            .filter(|(_, &p)| p >= self.config.threshold)
-            .filter_map(|(heading, &probability)| {
+            .zip(
+                analysis
+                    .probabilities
+                    .iter()
+                    .zip(&analysis.rule_probabilities),
+            )
+            .enumerate()
+            .filter_map(|(i, (heading, (&model, &by_rules)))| {
+                let decided = decision(i).decide(model, self.config.threshold, by_rules)?;
+                let (probability, source) = match decided {
+                    Decided::Model(p) => (p, FindingSource::Text),
+                    Decided::Rules(p) => (p, FindingSource::Dictionary),
+                };
                 let id = rules.vocab.find(heading)?;
-                Some(
-                    rules
-                        .vocab
-                        .concept(id)
-                        .finding(probability, FindingSource::Text),
-                )
+                Some(rules.vocab.concept(id).finding(probability, source))
             })
             .collect()
     }
@@ -487,7 +530,7 @@ impl ReportTagger {
         id: &str,
         analysis: &ReportAnalysis,
     ) -> Prediction {
-        let mut findings = self.findings(rules, &analysis.probabilities);
+        let mut findings = self.findings(rules, analysis);
         rules.qualify(&analysis.doc, &mut findings);
         Prediction {
             id: id.to_string(),

@@ -38,6 +38,62 @@ pub struct ReportModelConfig {
     pub temperature: f32,
     #[serde(default = "half")]
     pub threshold: f32,
+    /// How each concept of `concepts` is decided, fitted on the validation
+    /// split (`integrabner report decide`); empty: by the model for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<Decision>,
+}
+
+/// Who codes a concept: the model (probability at least the threshold), the
+/// rule labeler, either of them, or both together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    #[default]
+    Model,
+    Rules,
+    Either,
+    Both,
+}
+
+impl Decision {
+    pub const ALL: [Self; 4] = [Self::Model, Self::Rules, Self::Either, Self::Both];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Model => "model",
+            Self::Rules => "rules",
+            Self::Either => "either",
+            Self::Both => "both",
+        }
+    }
+
+    /// Whether the concept is coded, and with which probability: the
+    /// model's when it is among the voters that say yes, else the rules'.
+    pub fn decide(self, model: f32, threshold: f32, rules: Option<f32>) -> Option<Decided> {
+        let by_model = model >= threshold;
+        let coded = match self {
+            Self::Model => by_model,
+            Self::Rules => rules.is_some(),
+            Self::Either => by_model || rules.is_some(),
+            Self::Both => by_model && rules.is_some(),
+        };
+        if !coded {
+            return None;
+        }
+        let model_voted = by_model && self != Self::Rules;
+        Some(match rules {
+            Some(p) if !model_voted => Decided::Rules(p),
+            _ => Decided::Model(model),
+        })
+    }
+}
+
+/// A coded concept with the probability of whoever coded it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decided {
+    Model(f32),
+    Rules(f32),
 }
 
 fn one() -> f32 {
@@ -121,5 +177,50 @@ impl ReportModel {
         let pooled = dropout(pooled, self.dropout, rng)?;
         self.findings_classifier
             .forward(&Tensor::cat(&[&pooled, evidence], 1)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_decision_codes_by_its_voters_with_the_voter_s_probability() {
+        let t = 0.5;
+        let cases = [
+            (Decision::Model, 0.7, None, Some(Decided::Model(0.7))),
+            (Decision::Model, 0.3, Some(0.9), None),
+            (Decision::Rules, 0.7, None, None),
+            (Decision::Rules, 0.7, Some(0.9), Some(Decided::Rules(0.9))),
+            (Decision::Either, 0.3, Some(0.9), Some(Decided::Rules(0.9))),
+            (Decision::Either, 0.7, Some(0.9), Some(Decided::Model(0.7))),
+            (Decision::Either, 0.3, None, None),
+            (Decision::Both, 0.7, None, None),
+            (Decision::Both, 0.7, Some(0.9), Some(Decided::Model(0.7))),
+        ];
+        for (decision, model, rules, expected) in cases {
+            assert_eq!(
+                decision.decide(model, t, rules),
+                expected,
+                "{decision:?} {model} {rules:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_config_without_decisions_reads_and_writes_as_before() {
+        let json = r#"{"bert":{"vocab_size":10,"hidden_size":4,"num_hidden_layers":1,"num_attention_heads":1,"intermediate_size":8,"max_position_embeddings":16},"entity_labels":[],"assertions":[],"concepts":["A"],"vocabulary_version":"1","rule_features":4,"max_len":16,"stride":8}"#;
+        let config: ReportModelConfig = serde_json::from_str(json).unwrap();
+        assert!(config.decisions.is_empty());
+        assert!(!serde_json::to_string(&config)
+            .unwrap()
+            .contains("decisions"));
+        let decided = ReportModelConfig {
+            decisions: vec![Decision::Either],
+            ..config
+        };
+        assert!(serde_json::to_string(&decided)
+            .unwrap()
+            .contains(r#""decisions":["either"]"#));
     }
 }

@@ -11,6 +11,7 @@ pub mod files;
 pub mod fusion;
 pub mod hybrid;
 pub mod image;
+pub mod negbio;
 pub mod ner;
 pub mod nih_eval;
 pub mod progress;

@@ -325,7 +325,28 @@ fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
         let text = event_target_value(&ev);
         let Some(current) = reading_now() else { return };
         match review.reading_of(&text, current.concept_type, current.assertion) {
-            Ok(reading) => review.judge(Action::Correct(index, reading)),
+            Ok(reading) => review.judge(Action::Correct(
+                index,
+                Reading {
+                    qualifiers: current.qualifiers,
+                    ..reading
+                },
+            )),
+            Err(e) => review
+                .message
+                .set(Some(super::super::state::capitalized(&e))),
+        }
+    };
+    let on_qualifiers = move |ev: leptos::ev::Event| {
+        let text = event_target_value(&ev);
+        let Some(mut reading) = reading_now() else {
+            return;
+        };
+        match review.qualifiers_of(&text) {
+            Ok(qualifiers) => {
+                reading.qualifiers = qualifiers;
+                review.judge(Action::Correct(index, reading));
+            }
             Err(e) => review
                 .message
                 .set(Some(super::super::state::capitalized(&e))),
@@ -345,6 +366,7 @@ fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
             data-type=judged.concept_type.as_str()
             data-concept=judged.concept.clone().unwrap_or_default()
             data-assertion=judged.assertion.as_str()
+            data-qualifiers=judged.qualifiers.join("/")
             class=move || if review.focus.get() == index { "focused" } else { "" }
             aria-selected=move || (review.focus.get() == index).to_string()
             on:click=move |_| review.focus.set(index)
@@ -360,6 +382,16 @@ fn item_row(review: Review, index: usize, item: Item) -> impl IntoView {
             </td>
             <td>
                 <input class="concept" aria-label="Concept" list="review-vocabulary" prop:value=judged.concept.clone().unwrap_or_default() on:change=on_concept/>
+                {(!is_entity).then(|| view! {
+                    <input
+                        class="qualifiers"
+                        aria-label="Qualifiers, comma-separated"
+                        placeholder="qualifiers: left, small"
+                        title="OpenI qualifier terms, comma-separated (left, upper lobe, small, mild)"
+                        prop:value=judged.qualifiers.join(", ")
+                        on:change=on_qualifiers
+                    />
+                })}
             </td>
             <td>
                 {if is_entity {

@@ -5,7 +5,8 @@ use super::super::idb::{Db, CURRENT, HOLDER, SESSION_STORE};
 use super::super::state::AppState;
 use super::super::worker_client::WorkerClient;
 use crate::review::session::{Action, Case, Item, Reading, Session, Undo};
-use crate::review::vocabulary::Headings;
+use crate::review::vocabulary::{parse_qualifiers, Headings};
+use integrabner_core::qualifiers::Qualifiers;
 use integrabner_core::{Assertion, ConceptType};
 use leptos::prelude::*;
 use wasm_bindgen_futures::spawn_local;
@@ -69,6 +70,8 @@ pub struct Review {
     /// The report text the expert selected: char offsets and the text.
     pub selection: RwSignal<Option<(usize, usize, String)>>,
     pub headings: StoredValue<Headings>,
+    /// The qualifier terms an expert may give a finding.
+    pub qualifiers: StoredValue<Qualifiers>,
     pub(super) undo: StoredValue<Vec<Undo>>,
     pub(super) last_tick: StoredValue<f64>,
     pub(super) db: StoredValue<Option<Db>, LocalStorage>,
@@ -104,6 +107,7 @@ impl Review {
             }),
             selection: RwSignal::new(None),
             headings: StoredValue::new(Headings::embedded()),
+            qualifiers: StoredValue::new(Qualifiers::embedded()),
             undo: StoredValue::new(Vec::new()),
             last_tick: StoredValue::new(now_ms()),
             db: StoredValue::new_local(None),
@@ -332,6 +336,7 @@ impl Review {
                 concept_type,
                 concept: None,
                 assertion,
+                qualifiers: Vec::new(),
             });
         }
         self.headings.with_value(|h| {
@@ -340,6 +345,7 @@ impl Review {
                     concept_type: t,
                     concept: Some(heading.to_string()),
                     assertion,
+                    qualifiers: Vec::new(),
                 })
                 .ok_or_else(|| {
                     format!(
@@ -348,6 +354,12 @@ impl Review {
                     )
                 })
         })
+    }
+
+    /// The qualifiers an expert typed for a finding (see `parse_qualifiers`).
+    pub fn qualifiers_of(self, text: &str) -> Result<Vec<String>, String> {
+        self.qualifiers
+            .with_value(|lexicon| parse_qualifiers(text, lexicon))
     }
 
     /// Adds the selected report text as an entity the model missed.

@@ -58,15 +58,16 @@ pub fn SummaryView(review: Review) -> impl IntoView {
                             data-corrected=a.corrected
                             data-added=a.added
                             data-pending=a.pending
+                            data-corrected-qualifiers=a.corrected_qualifiers
                         >
                             {format!(
-                                "{} of {} cases fully judged · {} accepted, {} rejected, {} corrected ({} type, {} concept, {} assertion), {} added by you, {} not judged · {:.0} s in all, {:.1} s per case",
+                                "{} of {} cases fully judged · {} accepted, {} rejected, {} corrected ({} type, {} concept, {} assertion, {} qualifiers), {} added by you, {} not judged · {:.0} s in all, {:.1} s per case",
                                 s.reviewed_cases, s.cases, a.accepted, a.rejected, a.corrected, a.corrected_type,
-                                a.corrected_concept, a.corrected_assertion, a.added, a.pending, s.total_seconds, s.mean_seconds_per_case
+                                a.corrected_concept, a.corrected_assertion, a.corrected_qualifiers, a.added, a.pending, s.total_seconds, s.mean_seconds_per_case
                             )}
                         </p>
                         <p class="note">
-                            "Accepted items count as right, rejected as wrong, added as missed; a correction counts as the model's reading wrong and yours missed. Items not judged are left out."
+                            "Accepted items count as right, rejected as wrong, added as missed; a correction counts as the model's reading wrong and yours missed, except one that changed only a finding's qualifiers. Qualifier rows score (heading, qualifier) pairs, the model's against yours. Items not judged are left out."
                         </p>
                         <table id="review-scores">
                             <thead>

@@ -3,8 +3,10 @@
 //! spans, findings against the manual coding beside the rule labeler,
 //! calibration, per-concept scores, the most frequent errors).
 
+use super::decide::{comparison_markdown, evaluate_decisions, MIN_SUPPORT};
 use super::{evaluate, LabelledReport, ReportOutput};
 use crate::coding_eval::counts_cells;
+use crate::negbio;
 use anyhow::Result;
 use integrabner_core::calibration::{
     best_threshold, expected_calibration_error, fit_temperature, rescale,
@@ -13,6 +15,7 @@ use integrabner_core::doc::Doc;
 use integrabner_core::metrics::{MultiLabelEval, Prf};
 use integrabner_core::RulePipeline;
 use integrabner_models::report::ReportTagger;
+use integrabner_models::report_model::Decision;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -116,12 +119,35 @@ pub fn evaluation_markdown(
     split: &str,
 ) -> Result<String> {
     let (with_rules, outputs) = evaluate(tagger, rules, reports, true)?;
-    let (text_only, _) = evaluate(tagger, rules, reports, false)?;
+    let (_, text_outputs) = evaluate(tagger, rules, reports, false)?;
+    let model_alone = |outputs: &[ReportOutput]| {
+        evaluate_decisions(tagger, reports, outputs, |_| Decision::Model)
+    };
+    let text_only = model_alone(&text_outputs);
+    let model = model_alone(&outputs);
     let mut rule_eval = MultiLabelEval::default();
-    for r in reports {
+    let mut negbio_evals = [(); 3].map(|_| MultiLabelEval::default());
+    for (r, o) in reports.iter().zip(&outputs) {
         let p = rules.predict(&r.id, &r.text)?;
-        let found: BTreeSet<String> = p.findings.into_iter().map(|f| f.concept).collect();
-        rule_eval.add(&r.gold, &found);
+        let by_rules: BTreeSet<String> = p.findings.into_iter().map(|f| f.concept).collect();
+        rule_eval.add(&r.gold, &by_rules);
+        let by_model: BTreeSet<String> = tagger
+            .config
+            .concepts
+            .iter()
+            .zip(&o.probabilities)
+            .filter(|(_, &p)| p >= tagger.config.threshold)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let shipped: BTreeSet<String> = o
+            .prediction
+            .findings
+            .iter()
+            .map(|f| f.concept.clone())
+            .collect();
+        for (eval, predicted) in negbio_evals.iter_mut().zip([by_rules, by_model, shipped]) {
+            negbio::add(eval, &r.gold, &predicted);
+        }
     }
 
     let mut s = String::new();
@@ -155,8 +181,9 @@ pub fn evaluation_markdown(
     s.push_str("Coded findings against the manual MeSH coding:\n\n| system | micro P | micro R | micro F1 | macro P | macro R | macro F1 |\n|---|---|---|---|---|---|---|\n");
     for (name, e) in [
         ("rule labeler", &rule_eval),
-        ("report model, text only", &text_only.findings),
-        ("report model + rule evidence", &with_rules.findings),
+        ("report model, text only", &text_only),
+        ("report model + rule evidence", &model),
+        ("shipped: per-concept decisions", &with_rules.findings),
     ] {
         let _ = writeln!(
             s,
@@ -165,12 +192,21 @@ pub fn evaluation_markdown(
             prf_cells(e.macro_supported())
         );
     }
+    s.push_str("\nNegBio's 14 observations, mapped from the headings (`train::negbio`):\n\n| system | micro P | micro R | micro F1 | macro P | macro R | macro F1 |\n|---|---|---|---|---|---|---|\n");
+    for (name, e) in ["rule labeler", "report model + rule evidence", "shipped"]
+        .iter()
+        .zip(&negbio_evals)
+    {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} |",
+            prf_cells(e.micro()),
+            prf_cells(e.macro_supported())
+        );
+    }
     s.push('\n');
-    s.push_str(
-        &with_rules
-            .qualifiers
-            .markdown("report model + rule evidence"),
-    );
+    s.push_str(&comparison_markdown(tagger, reports, &outputs, MIN_SUPPORT));
+    s.push_str(&with_rules.qualifiers.markdown("shipped"));
     let pairs = probability_pairs(tagger, reports, &outputs);
     let raw: Vec<(f32, bool)> = pairs
         .iter()
@@ -184,7 +220,7 @@ pub fn evaluation_markdown(
         tagger.config.temperature
     );
 
-    s.push_str("\nPer concept (model + rule evidence; support = gold reports):\n\n| concept | support | TP | FP | FN | P | R | F1 |\n|---|---|---|---|---|---|---|---|\n");
+    s.push_str("\nPer concept (shipped; support = gold reports):\n\n| concept | support | TP | FP | FN | P | R | F1 |\n|---|---|---|---|---|---|---|---|\n");
     let mut concepts: Vec<_> = with_rules.findings.per_label.iter().collect();
     concepts.sort_by(|a, b| b.1.support().cmp(&a.1.support()).then(a.0.cmp(b.0)));
     for (name, c) in &concepts {
@@ -234,7 +270,7 @@ pub fn evaluation_markdown(
     }
     let mut ranked: Vec<_> = errors.into_iter().collect();
     ranked.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
-    s.push_str("\nThe 20 most frequent errors (model + rule evidence), each with its first report and sentence:\n\n| concept | error | reports | first example (report: sentence) |\n|---|---|---|---|\n");
+    s.push_str("\nThe 20 most frequent errors (shipped), each with its first report and sentence:\n\n| concept | error | reports | first example (report: sentence) |\n|---|---|---|---|\n");
     for ((concept, kind), (n, example)) in ranked.into_iter().take(20) {
         let _ = writeln!(s, "| {concept} | {kind} | {n} | {example} |");
     }

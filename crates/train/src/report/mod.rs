@@ -15,6 +15,7 @@
 //! likely every concept is, not only which were coded.
 
 pub mod data;
+pub mod decide;
 pub mod eval;
 pub mod export;
 
@@ -33,7 +34,8 @@ use integrabner_core::rng::SplitMix64;
 use integrabner_core::{ConceptType, Entity, RulePipeline};
 use integrabner_models::iob::{SpanCounts, Tag};
 use integrabner_models::report::{
-    pad_rows, pool_matrix, report_tags, words_and_evidence, Encoded, ReportTagger, ASSERTIONS,
+    pad_rows, pool_matrix, read_with_rules, report_tags, Encoded, ReportTagger, RuleReading,
+    ASSERTIONS,
 };
 use integrabner_models::report_model::{ReportModel, ReportModelConfig};
 use integrabner_models::tokenizer::BertTokenizer;
@@ -160,7 +162,11 @@ fn make_item(
     teacher: Option<Teacher>,
     report: &LabelledReport,
 ) -> Result<Item> {
-    let (doc, evidence) = words_and_evidence(rules, &report.text)?;
+    let RuleReading {
+        words: doc,
+        evidence,
+        ..
+    } = read_with_rules(rules, &report.text)?;
     let encoded = Encoded::new(tokenizer, &doc, config.max_len, config.stride)?;
     let window = encoded.windows[0].clone();
     let tags = word_tags(&doc, &report.silver, &report_tags(&config.entity_labels)?);
@@ -310,6 +316,8 @@ pub struct Scores {
 pub struct ReportOutput {
     pub prediction: integrabner_core::Prediction,
     pub probabilities: Vec<f32>,
+    /// The rule labeler's probability of each concept it coded.
+    pub rule_probabilities: Vec<Option<f32>>,
 }
 
 /// Scores `tagger` on `reports`; `use_rules` feeds the findings head the
@@ -348,6 +356,7 @@ pub fn evaluate(
         outputs.push(ReportOutput {
             prediction: p,
             probabilities: analysis.probabilities,
+            rule_probabilities: analysis.rule_probabilities,
         });
     }
     Ok((scores, outputs))
@@ -374,6 +383,7 @@ pub fn model_config(
         stride: STRIDE,
         temperature: 1.0,
         threshold: 0.5,
+        decisions: Vec::new(),
     }
 }
 
