@@ -311,11 +311,7 @@ pub fn export_csv(session: &Session) -> String {
                 .unwrap_or_default()
         };
         let (e, f) = (all(RowKind::Entity), all(RowKind::Finding));
-        let c = Counts {
-            tp: e.tp + f.tp,
-            fp: e.fp + f.fp,
-            fn_: e.fn_ + f.fn_,
-        };
+        let c = e + f;
         let seconds = format!("{:.1}", case.time_ms / 1000.0);
         let form = form_cells(&case.form);
         let mut fields: Vec<&str> = vec!["case", "", &case.id];

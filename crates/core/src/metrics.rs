@@ -11,6 +11,18 @@ pub struct Counts {
     pub fn_: usize,
 }
 
+impl std::ops::Add for Counts {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            tp: self.tp + other.tp,
+            fp: self.fp + other.fp,
+            fn_: self.fn_ + other.fn_,
+        }
+    }
+}
+
 impl Counts {
     pub fn support(&self) -> usize {
         self.tp + self.fn_
@@ -129,11 +141,7 @@ impl MultiLabelEval {
     pub fn total(&self) -> Counts {
         self.per_label
             .values()
-            .fold(Counts::default(), |a, c| Counts {
-                tp: a.tp + c.tp,
-                fp: a.fp + c.fp,
-                fn_: a.fn_ + c.fn_,
-            })
+            .fold(Counts::default(), |a, &c| a + c)
     }
 
     pub fn micro(&self) -> Prf {

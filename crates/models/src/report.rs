@@ -499,7 +499,6 @@ impl ReportTagger {
     /// alone when there are none): the model's at its threshold, the rule
     /// labeler's, or both.
     pub fn findings(&self, rules: &RulePipeline, analysis: &ReportAnalysis) -> Vec<Finding> {
-        let decision = |i: usize| self.config.decisions.get(i).copied().unwrap_or_default();
         self.config
             .concepts
             .iter()
@@ -511,7 +510,10 @@ impl ReportTagger {
             )
             .enumerate()
             .filter_map(|(i, (heading, (&model, &by_rules)))| {
-                let decided = decision(i).decide(model, self.config.threshold, by_rules)?;
+                let decided =
+                    self.config
+                        .decision(i)
+                        .decide(model, self.config.threshold, by_rules)?;
                 let (probability, source) = match decided {
                     Decided::Model(p) => (p, FindingSource::Text),
                     Decided::Rules(p) => (p, FindingSource::Dictionary),

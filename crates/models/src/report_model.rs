@@ -96,6 +96,13 @@ pub enum Decided {
     Rules(f32),
 }
 
+impl ReportModelConfig {
+    /// Who codes concept `i` of `concepts`.
+    pub fn decision(&self, i: usize) -> Decision {
+        self.decisions.get(i).copied().unwrap_or_default()
+    }
+}
+
 fn one() -> f32 {
     1.0
 }

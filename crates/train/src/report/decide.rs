@@ -26,25 +26,34 @@ pub fn evaluate_decisions(
 ) -> MultiLabelEval {
     let mut eval = MultiLabelEval::default();
     for (r, o) in reports.iter().zip(outputs) {
-        let coded: BTreeSet<String> = tagger
-            .config
-            .concepts
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| {
-                decision(i)
-                    .decide(
-                        o.probabilities[i],
-                        tagger.config.threshold,
-                        o.rule_probabilities[i],
-                    )
-                    .is_some()
-            })
-            .map(|(_, c)| c.clone())
-            .collect();
-        eval.add(&r.gold, &coded);
+        eval.add(&r.gold, &coded_by(tagger, o, &decision));
     }
     eval
+}
+
+/// The concepts of one report's output coded when concept `i` is decided
+/// by `decision(i)`.
+pub fn coded_by(
+    tagger: &ReportTagger,
+    output: &ReportOutput,
+    decision: impl Fn(usize) -> Decision,
+) -> BTreeSet<String> {
+    tagger
+        .config
+        .concepts
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| {
+            decision(i)
+                .decide(
+                    output.probabilities[i],
+                    tagger.config.threshold,
+                    output.rule_probabilities[i],
+                )
+                .is_some()
+        })
+        .map(|(_, c)| c.clone())
+        .collect()
 }
 
 /// What one decision for every concept scores, in `Decision::ALL` order.
@@ -92,10 +101,8 @@ pub fn fit(
     let rare = |counts: &[Counts]| counts[0].support() < MIN_SUPPORT;
     let mut pooled = vec![Counts::default(); Decision::ALL.len()];
     for counts in per_concept.iter().filter(|c| rare(c)) {
-        for (sum, c) in pooled.iter_mut().zip(counts) {
-            sum.tp += c.tp;
-            sum.fp += c.fp;
-            sum.fn_ += c.fn_;
+        for (sum, &c) in pooled.iter_mut().zip(counts) {
+            *sum = *sum + c;
         }
     }
     let for_rare = best(&pooled);
@@ -115,7 +122,7 @@ pub fn comparison_markdown(
 ) -> String {
     let rules = evaluate_decisions(tagger, reports, outputs, |_| Decision::Rules);
     let model = evaluate_decisions(tagger, reports, outputs, |_| Decision::Model);
-    let shipped = evaluate_decisions(tagger, reports, outputs, |i| decision_of(tagger, i));
+    let shipped = evaluate_decisions(tagger, reports, outputs, |i| tagger.config.decision(i));
     let mut s = format!(
         "Per concept with at least {min_support} coded reports: F1 of the rule labeler, the report model (with rule evidence) at its threshold, and the shipped decision (the concept's entry in `decisions`):\n\n| concept | support | decision | rules F1 | model F1 | shipped F1 | shipped − best |\n|---|---|---|---|---|---|---|\n"
     );
@@ -136,7 +143,7 @@ pub fn comparison_markdown(
         let _ = writeln!(
             s,
             "| {concept} | {n} | {} | {r:.3} | {m:.3} | {sh:.3} | {margin:+.3} |",
-            decision_of(tagger, i).as_str()
+            tagger.config.decision(i).as_str()
         );
     }
     let _ = writeln!(
@@ -144,10 +151,6 @@ pub fn comparison_markdown(
         "\nWorst shipped − best of (rules, model) over these concepts: {worst:+.3}.\n"
     );
     s
-}
-
-fn decision_of(tagger: &ReportTagger, i: usize) -> Decision {
-    tagger.config.decisions.get(i).copied().unwrap_or_default()
 }
 
 /// The four uniform decisions and each concept's score under them on
@@ -235,8 +238,8 @@ pub fn decide_bundle(
     std::fs::write(&config_path, serde_json::to_string_pretty(&tagger.config)?)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
 
-    let (_, outputs) = evaluate(&tagger, rules, test, true)?;
-    let shipped = evaluate_decisions(&tagger, test, &outputs, |i| tagger.config.decisions[i]);
+    let (scores, outputs) = evaluate(&tagger, rules, test, true)?;
+    let shipped = scores.findings;
     let model = evaluate_decisions(&tagger, test, &outputs, |_| Decision::Model);
     let manifest_path = dir.join(integrabner_core::bundle::MANIFEST_FILE);
     let manifest = BundleManifest::from_json(

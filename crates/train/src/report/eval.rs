@@ -3,7 +3,7 @@
 //! spans, findings against the manual coding beside the rule labeler,
 //! calibration, per-concept scores, the most frequent errors).
 
-use super::decide::{comparison_markdown, evaluate_decisions, MIN_SUPPORT};
+use super::decide::{coded_by, comparison_markdown, evaluate_decisions, MIN_SUPPORT};
 use super::{evaluate, LabelledReport, ReportOutput};
 use crate::coding_eval::counts_cells;
 use crate::negbio;
@@ -125,20 +125,11 @@ pub fn evaluation_markdown(
     };
     let text_only = model_alone(&text_outputs);
     let model = model_alone(&outputs);
-    let mut rule_eval = MultiLabelEval::default();
+    let rule_eval = evaluate_decisions(tagger, reports, &outputs, |_| Decision::Rules);
     let mut negbio_evals = [(); 3].map(|_| MultiLabelEval::default());
     for (r, o) in reports.iter().zip(&outputs) {
-        let p = rules.predict(&r.id, &r.text)?;
-        let by_rules: BTreeSet<String> = p.findings.into_iter().map(|f| f.concept).collect();
-        rule_eval.add(&r.gold, &by_rules);
-        let by_model: BTreeSet<String> = tagger
-            .config
-            .concepts
-            .iter()
-            .zip(&o.probabilities)
-            .filter(|(_, &p)| p >= tagger.config.threshold)
-            .map(|(c, _)| c.clone())
-            .collect();
+        let by_rules = coded_by(tagger, o, |_| Decision::Rules);
+        let by_model = coded_by(tagger, o, |_| Decision::Model);
         let shipped: BTreeSet<String> = o
             .prediction
             .findings
