@@ -23,13 +23,22 @@ pub struct IngestArgs {
     /// Output file (default: stdout).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Write each report as a case, `{"id", "text"}` with the text
+    /// `predict` reads from OpenI: the JSONL input of `predict`, the Python
+    /// package and examples/ray_batch.py.
+    #[arg(long)]
+    cases: bool,
 }
 
 pub fn ingest(args: &IngestArgs) -> Result<u8> {
     let corpus = source::load_corpus(&args.source, args.projections.as_deref())?;
     let mut out = open_output(args.output.as_deref())?;
     for r in &corpus.reports {
-        serde_json::to_writer(&mut out, r)?;
+        if args.cases {
+            serde_json::to_writer(&mut out, &serde_json::json!({"id": r.id, "text": r.text()}))?;
+        } else {
+            serde_json::to_writer(&mut out, r)?;
+        }
         out.write_all(b"\n")?;
     }
     out.flush()?;

@@ -7,11 +7,10 @@
 
 use anyhow::{bail, Context, Result};
 use integrabner_core::bundle::{BundleFile, BundleManifest, MANIFEST_FILE};
+use integrabner_train::bundle_dir::read_manifest_file;
 use integrabner_train::files::read_regular;
 use std::path::Path;
 
-/// Largest manifest read, in bytes.
-const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 /// Largest model file read from a directory without a manifest.
 const MAX_UNVERIFIED_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
@@ -47,8 +46,7 @@ impl Trust {
 /// A manifest of the bundle, if `path` is one; anything else (no file, or a
 /// `manifest.json` of another kind) is `None`.
 fn parent_manifest(path: &Path) -> Option<BundleManifest> {
-    let bytes = read_regular(path, MAX_MANIFEST_BYTES).ok()?;
-    BundleManifest::from_json(std::str::from_utf8(&bytes).ok()?).ok()
+    read_manifest_file(path).ok()
 }
 
 fn own_manifest(dir: &Path) -> Result<BundleManifest> {
@@ -67,10 +65,7 @@ fn own_manifest(dir: &Path) -> Result<BundleManifest> {
             dir.display()
         );
     }
-    let bytes = read_regular(&path, MAX_MANIFEST_BYTES)?;
-    let text = std::str::from_utf8(&bytes)
-        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-    BundleManifest::from_json(text).with_context(|| format!("{}", path.display()))
+    read_manifest_file(&path)
 }
 
 fn listed<'a>(manifest: &'a BundleManifest, path: &str) -> Option<&'a BundleFile> {

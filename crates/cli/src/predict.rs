@@ -9,15 +9,17 @@ use anyhow::{bail, Context, Result};
 use integrabner_core::cases::CaseLine;
 use integrabner_core::pipeline::MAX_REPORT_CHARS;
 use integrabner_core::RulePipeline;
-use integrabner_models::engine::Engine;
+use integrabner_models::engine::{CaseAnalysis, Engine};
 use integrabner_models::fusion::FusionTagger;
 use integrabner_models::image_model::ImageTagger;
 use integrabner_models::report::ReportTagger;
+use integrabner_train::bundle_dir;
 use integrabner_train::files::{read_bounded, read_regular};
 use integrabner_train::report::load_tagger;
 use integrabner_train::source;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Largest report read from a file or stdin: the pipeline's character limit
 /// at UTF-8's widest, so that the pipeline, not the reader, says a report is
@@ -32,6 +34,15 @@ pub struct PredictArgs {
     input: Option<PathBuf>,
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// The whole model bundle (a directory such as models/, with the
+    /// manifest.json `integrabner export` writes), every file verified
+    /// before use: the loader of the browser and the Python package.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["text_model", "rules_only", "image_model", "fusion_model", "unverified"])]
+    models: Option<PathBuf>,
+    /// Cases analysed at once, each on its own thread; the output keeps
+    /// the input's order.
+    #[arg(short, long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
     /// Report model directory (a bundle such as models/text, or a training output).
     #[arg(long, conflicts_with = "rules_only")]
     text_model: Option<PathBuf>,
@@ -358,13 +369,16 @@ fn each_jsonl_case(
     Ok(())
 }
 
-pub fn run(options: &PredictArgs) -> Result<u8> {
+/// The engine of the bundle the user named, or of the model directories.
+fn engine(options: &PredictArgs, input: &Input) -> Result<Engine> {
+    if let Some(dir) = &options.models {
+        return bundle_dir::load_engine(dir);
+    }
     let report = text_model(
         options.text_model.as_deref(),
         options.rules_only,
         options.trust(),
     )?;
-    let input = read_input(options)?;
     let needs = input.needs()?;
     let image = if needs.images {
         image_model(options.image_model.as_deref(), options.trust())?
@@ -376,33 +390,91 @@ pub fn run(options: &PredictArgs) -> Result<u8> {
     } else {
         None
     };
-    let engine = Engine::new(RulePipeline::embedded(), report, image, fusion)?;
+    Ok(Engine::new(
+        RulePipeline::embedded(),
+        report,
+        image,
+        fusion,
+    )?)
+}
+
+/// A case's analysis, or why it is skipped.
+fn analyse(engine: &Engine, case: &Result<Case, String>) -> Result<CaseAnalysis> {
+    let case = case.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let context = || format!("case {}", case.id);
+    let views = source::read_views(&case.images).with_context(context)?;
+    engine
+        .analyse(&case.id, &case.text, &views)
+        .with_context(context)
+}
+
+/// `f` of every item, on up to `jobs` threads, in the items' order.
+fn map_in_order<T: Sync, R: Send>(jobs: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if jobs <= 1 || items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.min(items.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break out };
+                        out.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Cases taken from the input per thread before their results are written:
+/// enough to keep every thread busy, few enough that memory stays flat.
+const CASES_PER_JOB: usize = 32;
+
+pub fn run(options: &PredictArgs) -> Result<u8> {
+    let input = read_input(options)?;
+    let engine = engine(options, &input)?;
+    let jobs = usize::from(options.jobs);
     let mut out = open_output(options.output.as_deref())?;
     let (mut written, mut skipped) = (0usize, 0usize);
-    let skipped_before = input.each(|case| {
-        let analysed = case.map_err(anyhow::Error::msg).and_then(|case| {
-            let views =
-                source::read_views(&case.images).with_context(|| format!("case {}", case.id))?;
-            engine
-                .analyse(&case.id, &case.text, &views)
-                .with_context(|| format!("case {}", case.id))
-        });
-        match analysed {
-            Ok(case) => {
-                if let Some(note) = &case.note {
-                    eprintln!("note: case {}: {note}", case.id);
+    let mut write = |cases: &mut Vec<Result<Case, String>>| -> Result<()> {
+        for analysed in map_in_order(jobs, cases, |case| analyse(&engine, case)) {
+            match analysed {
+                Ok(case) => {
+                    if let Some(note) = &case.note {
+                        eprintln!("note: case {}: {note}", case.id);
+                    }
+                    serde_json::to_writer(&mut out, &engine.prediction(case, options.scores))?;
+                    out.write_all(b"\n")?;
+                    written += 1;
                 }
-                serde_json::to_writer(&mut out, &engine.prediction(case, options.scores))?;
-                out.write_all(b"\n")?;
-                written += 1;
+                Err(e) => {
+                    eprintln!("warning: {e:#}; skipped");
+                    skipped += 1;
+                }
             }
-            Err(e) => {
-                eprintln!("warning: {e:#}; skipped");
-                skipped += 1;
-            }
+        }
+        cases.clear();
+        Ok(())
+    };
+    let mut pending = Vec::with_capacity(jobs * CASES_PER_JOB);
+    let skipped_before = input.each(|case| {
+        pending.push(case);
+        if pending.len() == jobs * CASES_PER_JOB {
+            write(&mut pending)?;
         }
         Ok(())
     })?;
+    write(&mut pending)?;
     out.flush()?;
     drop(out);
     skipped += skipped_before;

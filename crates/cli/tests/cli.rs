@@ -580,6 +580,70 @@ fn score(p: &serde_json::Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no score {key} in {}", p["scores"]))
 }
 
+/// `ingest --cases` writes predict's input; `predict --jobs 2 --models`
+/// (threads, the whole bundle verified) writes what the default run writes,
+/// in the input's order, and still names a bad line.
+#[test]
+fn predict_on_threads_from_the_bundle_writes_the_default_output_in_order() {
+    let out = bin()
+        .args(["ingest", "--cases"])
+        .arg(openi("NLMCXR_reports.tgz"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines: Vec<&str> = text.lines().take(40).collect();
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["id"], "CXR1");
+    assert!(first["text"].as_str().unwrap().starts_with("INDICATION: "));
+    lines.insert(17, r#"{"id":"bad","txt":"typo"}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cases.jsonl");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    // models/text and models/image, found from the workspace.
+    let default = bin()
+        .current_dir(workspace())
+        .arg("predict")
+        .arg(&input)
+        .output()
+        .unwrap();
+    let threaded = bin()
+        .arg("predict")
+        .arg(&input)
+        .args(["--jobs", "2", "--models"])
+        .arg(workspace().join("models"))
+        .output()
+        .unwrap();
+    for out in [&default, &threaded] {
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("line 18"));
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&default.stdout),
+        String::from_utf8_lossy(&threaded.stdout)
+    );
+    assert!(!String::from_utf8_lossy(&default.stderr).contains("no model in"));
+    let ids: Vec<String> = json_lines(&threaded.stdout)
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.contains("typo"))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids, expected);
+}
+
 #[test]
 fn predict_routes_each_case_through_text_image_or_both() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@
 //! run as one function that the CLI calls.
 
 pub mod adamw;
+pub mod bundle_dir;
 pub mod checkpoint;
 pub mod coding_eval;
 pub mod export;
