@@ -99,6 +99,7 @@ class LabelerTest(unittest.TestCase):
             self.labeler.predict(image=b"not an image")
         with self.assertRaisesRegex(TypeError, "image"):
             self.labeler.predict(image=3.5)
+        self.assertEqual(self.labeler.predict("No effusion.")["id"], "unnamed")
         with self.assertRaisesRegex(ValueError, "case unnamed: .*at most 200000"):
             self.labeler.predict("effusion " * 200_000)
 

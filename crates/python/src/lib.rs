@@ -16,6 +16,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use std::path::PathBuf;
 
+/// The id of a case `predict` is given none for.
+const UNNAMED: &str = "unnamed";
+
 /// Where the bundle is looked for when none is named, in this order.
 const MODELS_ENV: &str = "INTEGRABNER_MODELS";
 
@@ -206,7 +209,7 @@ impl Labeler {
         )
     }
 
-    /// predict(text=None, image=None, id="unnamed", scores=False) -> dict
+    /// predict(text=None, image=None, id=None, scores=False) -> dict
     ///
     /// Analyses one case, a report, images, or both, and returns the object
     /// `integrabner predict` writes for it: "id", "findings" (with
@@ -214,18 +217,19 @@ impl Labeler {
     /// spans), and "heat_maps" for image findings.
     ///
     /// image: a path, the file's bytes (PNG or JPEG), or a list of them
-    /// (frontal and lateral views). scores: add "scores", every concept's
+    /// (frontal and lateral views). id: the case's id in the result
+    /// ("unnamed" when None). scores: add "scores", every concept's
     /// probability (for ROC curves).
     ///
     /// Raises ValueError when the case cannot be analysed (an empty or
     /// overlong report, an unreadable image), with the reason.
-    #[pyo3(signature = (text=None, image=None, id="unnamed", scores=false))]
+    #[pyo3(signature = (text=None, image=None, id=None, scores=false))]
     fn predict<'py>(
         &self,
         py: Python<'py>,
         text: Option<String>,
         image: Option<&Bound<'py, PyAny>>,
-        id: &str,
+        id: Option<&str>,
         scores: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let images = image_inputs(image)?;
@@ -235,7 +239,7 @@ impl Labeler {
                 .map(ImageInput::decode)
                 .collect::<Result<_>>()?;
             let case = Case {
-                id: id.to_string(),
+                id: id.unwrap_or(UNNAMED).to_string(),
                 text: text.unwrap_or_default(),
                 views,
             };

@@ -26,11 +26,12 @@ class Labeler:
         self,
         text: Optional[str] = None,
         image: Union[None, ImageInput, Sequence[ImageInput]] = None,
-        id: str = "unnamed",
+        id: Optional[str] = None,
         scores: bool = False,
     ) -> dict[str, Any]:
         """One case (a report, images, or both) as `integrabner predict`
-        writes it. Raises ValueError when it cannot be analysed."""
+        writes it; id None names it "unnamed". Raises ValueError when it
+        cannot be analysed."""
     def predict_batch(
         self,
         cases: Iterable[dict[str, Any]],
