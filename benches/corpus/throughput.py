@@ -40,11 +40,25 @@ def run_cli(cli, cases, *args, threads=1):
     return n / seconds, peak_kib / 1024
 
 
-def python_batch(cases_path):
-    """Reports/s of Labeler.predict_batch in this process, and its peak MiB."""
+def rules_bundle(directory):
+    """A bundle of the shipped rules alone in `directory` (its manifest
+    listing only them): a Labeler over it is the rule labeler."""
+    import shutil
+
+    manifest = json.load(open("models/manifest.json"))
+    manifest["files"] = [f for f in manifest["files"] if f["path"].startswith("rules/")]
+    shutil.copytree("models/rules", os.path.join(directory, "rules"))
+    with open(os.path.join(directory, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    return directory
+
+
+def python_batch(cases_path, models=None):
+    """Reports/s of Labeler.predict_batch in this process, and its peak MiB
+    (the process's whole life, so the largest of the calls so far)."""
     from integrabner import Labeler
 
-    labeler = Labeler()
+    labeler = Labeler(models)
     cases = [json.loads(line) for line in open(cases_path)]
     labeler.predict_batch(cases[:20])  # warm-up
     start = time.perf_counter()
@@ -69,7 +83,7 @@ def worker_peaks(stop, peaks):
             peaks[pid] = max(peaks.get(pid, 0), rss / 1024)
 
 
-def ray_workers(cases_path, workers):
+def ray_workers(cases_path, workers, models=None):
     """Reports/s of examples/ray_batch.py's pipeline on a local Ray, and the
     largest peak resident set of its workers (MiB)."""
     import ray
@@ -89,7 +103,7 @@ def ray_workers(cases_path, workers):
         sampler.start()
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            ray_batch.label(cases_path, out, workers=workers)
+            ray_batch.label(cases_path, out, workers=workers, models=models)
             seconds = time.perf_counter() - start
             n = sum(1 for f in os.listdir(out) for _ in open(os.path.join(out, f)))
         stop.set()
@@ -153,11 +167,17 @@ def main():
     per_s, peak = run_cli(args.cli, args.cases, "--models", "models", "--jobs", "2")
     row("CLI, report model, `--jobs 2`", per_s, 2, peak)
     os.environ["RAYON_NUM_THREADS"] = "1"
+    rules = rules_bundle(tempfile.mkdtemp())
+    per_s, _ = python_batch(args.cases, rules)
+    row("Python `predict_batch`, rules only, 1 thread", per_s, 1)
     per_s, peak = python_batch(args.cases)
-    row("Python `predict_batch`, 1 thread", per_s, 1, peak)
+    row("Python `predict_batch`, report model, 1 thread", per_s, 1, peak)
+    per_s, peak = ray_workers(args.cases, 2, rules)
+    row("Ray, rules only, 2 workers (peak: one worker)", per_s, 2, peak)
     for workers in (1, 2):
         per_s, peak = ray_workers(args.cases, workers)
-        row(f"Ray, {workers} worker{'s' if workers > 1 else ''} (peak: one worker)", per_s, workers, peak)
+        s = "s" if workers > 1 else ""
+        row(f"Ray, report model, {workers} worker{s} (peak: one worker)", per_s, workers, peak)
     if args.medspacy_python:
         done = subprocess.run(
             [args.medspacy_python, "-c", MEDSPACY, args.cases, args.concepts, args.rules],
