@@ -8,7 +8,7 @@ mod fetch;
 mod loader;
 
 use crate::protocol::{BenchmarkEncoder, ErrorCause, FromWorker, ToWorker};
-use integrabner_core::image_input::{self, DynamicImage};
+use integrabner_core::image_input::{self, Radiograph};
 use integrabner_models::engine::Engine;
 use integrabner_models::image_model::ImageTagger;
 use js_sys::{Array, Uint8Array};
@@ -26,11 +26,11 @@ enum State {
 /// The image the page shows, decoded once when it was checked and kept for
 /// the analyses that name its check request. Only the latest one is kept.
 #[derive(Default)]
-struct CheckedImage(Option<(u32, DynamicImage)>);
+struct CheckedImage(Option<(u32, Radiograph)>);
 
 impl CheckedImage {
     /// The views of a case that names image `request` (none for `None`).
-    fn views(&self, request: Option<u32>) -> Result<&[DynamicImage], String> {
+    fn views(&self, request: Option<u32>) -> Result<&[Radiograph], String> {
         match (request, &self.0) {
             (None, _) => Ok(&[]),
             (Some(r), Some((kept, img))) if r == *kept => Ok(std::slice::from_ref(img)),
@@ -183,13 +183,7 @@ fn ready(state: &State, request: u32) -> Result<&Engine, FromWorker> {
     }
 }
 
-fn analyze(
-    state: &State,
-    request: u32,
-    id: &str,
-    text: &str,
-    views: &[DynamicImage],
-) -> FromWorker {
+fn analyze(state: &State, request: u32, id: &str, text: &str, views: &[Radiograph]) -> FromWorker {
     let engine = match ready(state, request) {
         Ok(e) => e,
         Err(reply) => return reply,
@@ -215,7 +209,7 @@ fn benchmark(
     state: &State,
     request: u32,
     text: &str,
-    views: &[DynamicImage],
+    views: &[Radiograph],
     runs: u32,
     encoder: Option<BenchmarkEncoder>,
 ) -> FromWorker {
@@ -279,9 +273,9 @@ fn benchmark(
 
 /// Decodes an image and keeps it for the analyses that name `request`.
 fn check_image(image: &mut CheckedImage, request: u32, bytes: &[u8]) -> FromWorker {
-    match image_input::decode(bytes) {
+    match image_input::read(bytes) {
         Ok(img) => {
-            let (width, height) = (img.width(), img.height());
+            let (width, height) = (img.info.width, img.info.height);
             image.0 = Some((request, img));
             FromWorker::ImageChecked {
                 request,

@@ -210,7 +210,7 @@ test("an image is analysed in the worker, alone and with its report, like the CL
     await page.setInputFiles("#image-input", { name: "huge.png", mimeType: "image/png", buffer: huge });
     await page.waitForFunction(() => /20000 × 20000/.test(document.querySelector("#notice")?.textContent));
     await page.setInputFiles("#image-input", { name: "notes.png", mimeType: "image/png", buffer: Buffer.from("plain text") });
-    await page.waitForFunction(() => /not a PNG or JPEG/.test(document.querySelector("#notice")?.textContent));
+    await page.waitForFunction(() => /not a PNG, JPEG or DICOM image/.test(document.querySelector("#notice")?.textContent));
     // Pictures that cannot be radiographs are refused, not coded.
     await page.setInputFiles("#image-input", { name: "black.png", mimeType: "image/png", buffer: flatPng(512, 512, 0) });
     await page.waitForFunction(() => /black\.png: .*almost uniform.*not a radiograph/.test(document.querySelector("#notice")?.textContent));

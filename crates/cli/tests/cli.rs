@@ -1112,3 +1112,146 @@ fn a_torchvision_resnet50_checkpoint_trains_exports_and_predicts() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("torchvision"));
 }
+
+/// The DICOM files `scripts/dicom-fixtures` wrote with pydicom from one NIH
+/// PNG, and their manifest.
+fn dicom_fixtures() -> (PathBuf, serde_json::Value) {
+    let dir = workspace().join("target/dicom-fixtures");
+    let manifest = std::fs::read(dir.join("manifest.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/dicom-fixtures first", dir.display()));
+    (dir, serde_json::from_slice(&manifest).unwrap())
+}
+
+/// `predict` reads DICOM as it reads PNG: each lossless encoding of an NIH
+/// PNG gives the PNG's image scores (within 1e-3), lossy JPEG nearly; a
+/// lateral view is listed unread; a file it cannot read is named with why;
+/// no identifier from the header reaches the output.
+#[test]
+fn predict_reads_dicom_like_the_png_it_was_made_from() {
+    let (dir, manifest) = dicom_fixtures();
+    let png = manifest["png"].as_str().unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    let mut lines = vec![serde_json::json!({"id": "png", "image": png}).to_string()];
+    for f in files {
+        let name = f["file"].as_str().unwrap();
+        lines.push(serde_json::json!({"id": name, "image": dir.join(name)}).to_string());
+    }
+    lines.push(
+        serde_json::json!({
+            "id": "report-and-lateral",
+            "text": "FINDINGS: Small right pleural effusion.",
+            "images": [dir.join("lateral.dcm")],
+        })
+        .to_string(),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("cases.jsonl");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = predict_with(&input, &["text", "image"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for identifier in [
+        "Fixture",
+        "NIH-00000061",
+        "19550101",
+        "ACC123456",
+        "1.2.826.0.1",
+    ] {
+        assert!(!stdout.contains(identifier), "{identifier} in the output");
+    }
+    let results = json_lines(&out.stdout);
+    let by_id = |id: &str| results.iter().find(|r| r["id"] == id);
+    let reference = by_id("png").unwrap();
+    assert_eq!(reference["images"][0]["format"], "png");
+    let image_scores = |r: &serde_json::Value| -> Vec<(String, f64)> {
+        r["scores"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+            .collect()
+    };
+    let largest_difference = |r: &serde_json::Value| {
+        let (a, b) = (image_scores(reference), image_scores(r));
+        assert_eq!(a.len(), b.len(), "{r}");
+        a.iter()
+            .zip(&b)
+            .map(|((ka, va), (kb, vb))| {
+                assert_eq!(ka, kb);
+                (va - vb).abs()
+            })
+            .fold(0.0, f64::max)
+    };
+    let mut compared = 0;
+    for f in files {
+        let name = f["file"].as_str().unwrap();
+        match f["expect"].as_str().unwrap() {
+            "same" => {
+                let r = by_id(name).unwrap_or_else(|| panic!("{name} missing: {stderr}"));
+                assert_eq!(r["images"][0]["format"], "dicom", "{r}");
+                assert_eq!(r["images"][0]["view"], "frontal", "{r}");
+                assert!(
+                    largest_difference(r) < 1e-3,
+                    "{name}: {}",
+                    largest_difference(r)
+                );
+                assert_eq!(r["findings"], reference["findings"], "{name}");
+                compared += 1;
+            }
+            "close" => {
+                let r = by_id(name).unwrap();
+                assert!(
+                    largest_difference(r) < 0.05,
+                    "{name}: {}",
+                    largest_difference(r)
+                );
+            }
+            "lateral" => {
+                let r = by_id(name).unwrap();
+                let image = &r["images"][0];
+                assert_eq!(
+                    (&image["view"], &image["analysed"]),
+                    (&"lateral".into(), &false.into())
+                );
+                assert_eq!(image["dicom"]["view_position"], "LL");
+                assert!(r["findings"].as_array().unwrap().is_empty(), "{r}");
+                assert!(r["heat_maps"].is_null(), "{r}");
+            }
+            _ => {
+                assert!(by_id(name).is_none(), "{name} was analysed");
+                let message = f["message"].as_str().unwrap();
+                assert!(
+                    stderr
+                        .lines()
+                        .any(|l| l.contains(name) && l.contains(message)),
+                    "{name}: no line saying {message:?} in\n{stderr}"
+                );
+            }
+        }
+    }
+    assert!(compared >= 9, "{compared} lossless encodings compared");
+    let mixed = by_id("report-and-lateral").unwrap();
+    assert_eq!(mixed["images"][0]["analysed"], false);
+    assert!(
+        mixed["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["source"] == "text"),
+        "{mixed}"
+    );
+    assert!(mixed["scores"].get("abnormal").is_none(), "{mixed}");
+
+    // The single-case form: `--image x.dcm`.
+    let one = bin()
+        .args(["predict", "--scores", "--image"])
+        .arg(dir.join("mono1.dcm"))
+        .arg("--image-model")
+        .arg(models("image"))
+        .output()
+        .unwrap();
+    assert_success(&one);
+    let one = &json_lines(&one.stdout)[0];
+    assert!(largest_difference(one) < 1e-3);
+}

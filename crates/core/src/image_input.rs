@@ -1,10 +1,13 @@
-//! Decoding radiographs safely: PNG and JPEG (8- or 16-bit greyscale, RGB),
+//! Decoding radiographs safely: PNG and JPEG (8- or 16-bit greyscale, RGB)
+//! and DICOM (`dicom`),
 //! with limits checked from the header before any pixel memory is allocated,
 //! and pictures that cannot be radiographs (a few pixels, one flat grey, a
 //! JPEG cut short) refused rather than analysed: findings coded from them
 //! would be noise that looks like an answer. The same code runs in the CLI
 //! and in the browser worker.
 
+use crate::dicom;
+use crate::schema::{ImageFormat, ImageInfo, View};
 pub use image::DynamicImage;
 use image::{ImageReader, Limits};
 use std::io::Cursor;
@@ -27,8 +30,18 @@ pub enum ImageInputError {
     Empty,
     #[error("the image file is {0} bytes; at most {MAX_IMAGE_BYTES} are accepted")]
     FileTooLarge(usize),
-    #[error("not a PNG or JPEG image")]
+    #[error("not a PNG, JPEG or DICOM image")]
     UnknownFormat,
+    #[error("the DICOM file cannot be read: {0}")]
+    Dicom(String),
+    #[error("the DICOM file is encoded in {name} ({uid}), which cannot be decoded here: {why}; save it as explicit VR little endian, RLE, JPEG or JPEG 2000")]
+    DicomTransferSyntax {
+        name: String,
+        uid: String,
+        why: String,
+    },
+    #[error("not a chest radiograph: {0}")]
+    NotARadiograph(String),
     #[error(
         "the image is {width} × {height} pixels; at most {MAX_IMAGE_PIXELS} pixels are decoded"
     )]
@@ -66,9 +79,82 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), ImageInputError> {
         .map_err(|e| ImageInputError::Corrupt(e.to_string()))
 }
 
-/// Decodes the whole image after checking its size against the limits, and
-/// refuses pictures that cannot be radiographs.
+/// An image as the engine takes it: its pixels and what its file said.
+#[derive(Debug, Clone)]
+pub struct Radiograph {
+    pub image: DynamicImage,
+    pub info: ImageInfo,
+}
+
+impl Radiograph {
+    /// A picture with nothing known of its projection (read as frontal).
+    pub fn of(image: DynamicImage, format: ImageFormat) -> Self {
+        let info = ImageInfo {
+            format,
+            width: image.width(),
+            height: image.height(),
+            view: View::Unknown,
+            analysed: true,
+            dicom: None,
+            notes: Vec::new(),
+        };
+        Self { image, info }
+    }
+
+    /// The DICOM image as the models see it (the file's own window).
+    pub fn of_dicom(dicom: &dicom::DicomImage) -> Result<Self, ImageInputError> {
+        let image = DynamicImage::ImageLuma8(dicom.render(None, false));
+        check_grey_range(&image)?;
+        let mut notes = Vec::new();
+        if dicom.info.frames > 1 {
+            notes.push(format!(
+                "the file has {} frames; the first was read",
+                dicom.info.frames
+            ));
+        }
+        let info = ImageInfo {
+            format: ImageFormat::Dicom,
+            width: dicom.width,
+            height: dicom.height,
+            view: dicom.view,
+            analysed: true,
+            dicom: Some(dicom.info.clone()),
+            notes,
+        };
+        Ok(Self { image, info })
+    }
+}
+
+/// Reads a PNG, JPEG or DICOM file (see `decode` and `dicom::read`).
+pub fn read(bytes: &[u8]) -> Result<Radiograph, ImageInputError> {
+    if dicom::is_dicom(bytes) {
+        if bytes.len() > MAX_IMAGE_BYTES {
+            return Err(ImageInputError::FileTooLarge(bytes.len()));
+        }
+        return Radiograph::of_dicom(&dicom::read(bytes)?);
+    }
+    let format = match reader(bytes)?.format() {
+        Some(image::ImageFormat::Jpeg) => ImageFormat::Jpeg,
+        _ => ImageFormat::Png,
+    };
+    Ok(Radiograph::of(decode_picture(bytes)?, format))
+}
+
+/// Decodes the whole image (PNG, JPEG or DICOM) after checking its size
+/// against the limits, and refuses pictures that cannot be radiographs.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageInputError> {
+    Ok(read(bytes)?.image)
+}
+
+fn check_grey_range(image: &DynamicImage) -> Result<(), ImageInputError> {
+    let (low, high) = grey_range(image);
+    if high - low < MIN_GREY_RANGE {
+        return Err(ImageInputError::Uniform { low, high });
+    }
+    Ok(())
+}
+
+fn decode_picture(bytes: &[u8]) -> Result<DynamicImage, ImageInputError> {
     let (width, height) = dimensions(bytes)?;
     if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
         return Err(ImageInputError::TooManyPixels { width, height });
@@ -86,10 +172,7 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageInputError> {
     let image = reader
         .decode()
         .map_err(|e| ImageInputError::Corrupt(e.to_string()))?;
-    let (low, high) = grey_range(&image);
-    if high - low < MIN_GREY_RANGE {
-        return Err(ImageInputError::Uniform { low, high });
-    }
+    check_grey_range(&image)?;
     Ok(image)
 }
 

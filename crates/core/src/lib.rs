@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod calibration;
 pub mod cases;
 pub mod context;
+pub mod dicom;
 pub mod doc;
 pub mod findings;
 pub mod image_input;
@@ -26,4 +27,7 @@ pub mod text;
 pub mod vocab;
 
 pub use pipeline::RulePipeline;
-pub use schema::{Assertion, ConceptType, Entity, Finding, FindingSource, HeatMap, Prediction};
+pub use schema::{
+    Assertion, ConceptType, Entity, Finding, FindingSource, HeatMap, ImageFormat, ImageInfo,
+    Prediction, View,
+};

@@ -172,6 +172,71 @@ pub struct HeatMap {
     pub region: [f32; 4],
 }
 
+/// The file format an image came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Png,
+    Jpeg,
+    Dicom,
+}
+
+/// The projection of a radiograph, as far as its file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum View {
+    /// PA or AP: what the image model was trained on.
+    Frontal,
+    /// Read beside the report but not by the image model (see `ImageInfo`).
+    Lateral,
+    /// A PNG or JPEG, or a DICOM file that names no projection: analysed as
+    /// a frontal view.
+    #[default]
+    Unknown,
+}
+
+/// What a DICOM file said of its image, without anything that identifies
+/// the patient or the study: that stays in `dicom::DicomHeader`, on the
+/// user's screen only.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DicomInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modality: Option<String>,
+    /// View Position (0018,5101), as written: `PA`, `AP`, `LL`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_position: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_laterality: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_orientation: Option<String>,
+    pub photometric_interpretation: String,
+    pub bits_stored: u16,
+    pub transfer_syntax: String,
+    /// Frames in the file; only the first is read.
+    pub frames: u32,
+    /// The window the image was rendered with, as `[centre, width]` in
+    /// modality units; `None` when a VOI LUT table or the value range was
+    /// used instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<[f32; 2]>,
+}
+
+/// One image of a case as it was read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub view: View,
+    /// Whether the image model read it: a lateral view is only listed.
+    pub analysed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<DicomInfo>,
+    /// Said of this image to the user (a lateral view, frames left unread).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
 /// One output object per case: the line format of `integrabner predict`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Prediction {
@@ -189,6 +254,9 @@ pub struct Prediction {
     /// A heat map for each image finding.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heat_maps: Vec<HeatMap>,
+    /// The case's images in input order; heat maps index into this list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageInfo>,
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
     );
     let png = read("../shared/data/nih-cxr/images/00000061_012.png");
     let image = ImageTagger::from_bytes(&config, &weights).unwrap();
-    let views = [decode(&png).unwrap()];
+    let views = [integrabner_core::image_input::read(&png).unwrap()];
     // As predict does: the analysis and its output object.
     let case = |engine: &Engine| {
         let analysed = engine.analyse("i", "", black_box(&views)).unwrap();

@@ -12,10 +12,16 @@ use crate::report::{ReportError, ReportTagger};
 use candle_core::Error as CandleError;
 use integrabner_core::bundle::{BundleError, BundleFile};
 use integrabner_core::doc::Doc;
-use integrabner_core::image_input::DynamicImage;
+use integrabner_core::image_input::Radiograph;
 use integrabner_core::nih::ABNORMAL;
-use integrabner_core::{Entity, Finding, FindingSource, HeatMap, Prediction, RulePipeline};
+use integrabner_core::{
+    Entity, Finding, FindingSource, HeatMap, ImageInfo, Prediction, RulePipeline, View,
+};
 use serde::{Deserialize, Serialize};
+
+/// Said of a lateral view in the case's images.
+pub const LATERAL_NOTE: &str =
+    "a lateral view: the image model reads frontal radiographs only, so it was not analysed";
 
 /// The rules, and the models that are there.
 pub struct Engine {
@@ -62,6 +68,8 @@ pub struct CaseAnalysis {
     pub findings: Vec<Finding>,
     /// A heat map for each image finding.
     pub heat_maps: Vec<HeatMap>,
+    /// The case's images as read, in input order.
+    pub images: Vec<ImageInfo>,
     /// The report model's probabilities in its concept order; `None` when
     /// the rules read the report (or there is none).
     pub text: Option<Vec<f32>>,
@@ -143,23 +151,41 @@ impl Engine {
 
     /// Analyses a case. An empty `text` with images is an image-only case; a
     /// case with neither is refused as an empty report.
+    ///
+    /// The image model was trained on frontal radiographs: a view its file
+    /// calls lateral is listed in the case's images, unread, and adds no
+    /// finding; a case with no other view has its report's findings alone.
     pub fn analyse(
         &self,
         id: &str,
         text: &str,
-        views: &[DynamicImage],
+        images: &[Radiograph],
     ) -> Result<CaseAnalysis, CaseError> {
-        let has_text = !text.trim().is_empty() || views.is_empty();
+        let has_text = !text.trim().is_empty() || images.is_empty();
         let mut case = CaseAnalysis {
             id: id.to_string(),
+            images: images.iter().map(|r| r.info.clone()).collect(),
             ..Default::default()
         };
+        let mut read = Vec::new();
+        for (i, info) in case.images.iter_mut().enumerate() {
+            if info.view == View::Lateral {
+                info.analysed = false;
+                info.notes.push(LATERAL_NOTE.to_string());
+            } else {
+                read.push(i);
+            }
+        }
+        let views: Vec<_> = read.iter().map(|&i| &images[i].image).collect();
         let text_logits = if has_text {
             self.read_report(text, &mut case)?
         } else {
             None
         };
         if views.is_empty() {
+            if !images.is_empty() {
+                case.add_note("no frontal view: the image model was not run");
+            }
             return Ok(case);
         }
         let Some(image) = &self.image else {
@@ -180,6 +206,9 @@ impl Engine {
                 case.findings.extend(seen.findings);
                 case.heat_maps = seen.heat_maps;
             }
+        }
+        for map in &mut case.heat_maps {
+            map.image = read[map.image];
         }
         Ok(case)
     }
@@ -267,6 +296,7 @@ impl Engine {
             findings: case.findings,
             entities: case.entities,
             heat_maps: case.heat_maps,
+            images: case.images,
             ..Default::default()
         };
         if let Some(doc) = &case.doc {

@@ -338,9 +338,9 @@ impl ImageTagger {
     }
 
     /// Runs the model over every view of a case.
-    pub fn analyse(
+    pub fn analyse<'a>(
         &self,
-        views: &[DynamicImage],
+        views: impl IntoIterator<Item = &'a DynamicImage, IntoIter: ExactSizeIterator>,
     ) -> std::result::Result<ImageAnalysis, ImageError> {
         let size = self.config.input_size;
         let n = self.config.outputs.len();
@@ -352,7 +352,9 @@ impl ImageTagger {
             activations: Vec::new(),
             regions: Vec::new(),
         };
-        for (v, img) in views.iter().enumerate() {
+        let views = views.into_iter();
+        let count = views.len();
+        for (v, img) in views.enumerate() {
             let pixels = encoder_input(img, size as u32, FIT);
             let out =
                 self.model
@@ -371,7 +373,7 @@ impl ImageTagger {
                 analysis.features = vec![0.0; pooled.len()];
             }
             for (sum, x) in analysis.features.iter_mut().zip(pooled) {
-                *sum += x / views.len() as f32;
+                *sum += x / count as f32;
             }
             analysis.activations.push(out.activations);
             analysis

@@ -545,7 +545,7 @@ impl ReportTagger {
                 .cloned()
                 .zip(analysis.probabilities.iter().copied())
                 .collect(),
-            heat_maps: Vec::new(),
+            ..Default::default()
         }
     }
 }

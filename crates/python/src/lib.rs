@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result};
 use integrabner_core::cases::CaseLine;
-use integrabner_core::image_input::{decode, DynamicImage, MAX_IMAGE_BYTES};
+use integrabner_core::image_input::{read, Radiograph, MAX_IMAGE_BYTES};
 use integrabner_models::engine::Engine;
 use integrabner_train::bundle_dir;
 use integrabner_train::files::read_regular;
@@ -45,7 +45,7 @@ struct Labeler {
 struct Case {
     id: String,
     text: String,
-    views: Vec<DynamicImage>,
+    views: Vec<Radiograph>,
 }
 
 /// An image argument: a path to read, or the file's bytes.
@@ -67,13 +67,13 @@ impl ImageInput {
         }
     }
 
-    fn decode(&self) -> Result<DynamicImage> {
+    fn decode(&self) -> Result<Radiograph> {
         match self {
             Self::Path(path) => {
                 let bytes = read_regular(path, MAX_IMAGE_BYTES as u64)?;
-                decode(&bytes).with_context(|| format!("{}", path.display()))
+                read(&bytes).with_context(|| format!("{}", path.display()))
             }
-            Self::Bytes(bytes) => Ok(decode(bytes).context("the image bytes")?),
+            Self::Bytes(bytes) => Ok(read(bytes).context("the image bytes")?),
         }
     }
 }

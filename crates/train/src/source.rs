@@ -4,7 +4,7 @@
 
 use crate::files::{read_regular, walk};
 use anyhow::{bail, Context, Result};
-use integrabner_core::image_input::{decode, DynamicImage, MAX_IMAGE_BYTES};
+use integrabner_core::image_input::{read, Radiograph, MAX_IMAGE_BYTES};
 use integrabner_core::nih::{read_labels, NihImage};
 use integrabner_core::openi::{
     present_views, read_csv, read_projections, read_tgz, Corpus, ImageRef, MAX_XML_BYTES,
@@ -111,12 +111,12 @@ impl OpenIImages {
 
 /// Reads and decodes image files (a case's views): regular files of at
 /// most `MAX_IMAGE_BYTES`, checked before they are read.
-pub fn read_views(paths: &[PathBuf]) -> Result<Vec<DynamicImage>> {
+pub fn read_views(paths: &[PathBuf]) -> Result<Vec<Radiograph>> {
     paths
         .iter()
         .map(|p| {
             let bytes = read_regular(p, MAX_IMAGE_BYTES as u64)?;
-            decode(&bytes).with_context(|| format!("{}", p.display()))
+            read(&bytes).with_context(|| format!("{}", p.display()))
         })
         .collect()
 }

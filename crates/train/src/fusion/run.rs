@@ -241,7 +241,7 @@ pub fn train_and_write(
                 else {
                     continue;
                 };
-                let analysis = image_model.analyse(&read_views(paths)?)?;
+                let analysis = image_model.analyse(read_views(paths)?.iter().map(|r| &r.image))?;
                 set.real.push(Example {
                     text: Some(text.clone()),
                     image: Some((
