@@ -201,10 +201,16 @@ pub fn read(bytes: &[u8]) -> Result<DicomImage, ImageInputError> {
         });
     };
     if !syntax.can_decode_all() {
+        let jpeg2000 = [uids::JPEG2000, uids::JPEG2000_LOSSLESS].contains(&syntax.uid());
+        let why = if cfg!(target_arch = "wasm32") && jpeg2000 {
+            "the browser build leaves JPEG 2000 out (its decoder needs a C allocator); the integrabner CLI reads it"
+        } else {
+            "no pure-Rust decoder for it is built in"
+        };
         return Err(ImageInputError::DicomTransferSyntax {
             name: syntax.name().into(),
             uid,
-            why: "no pure-Rust decoder for it is built in".into(),
+            why: why.into(),
         });
     }
     let obj = OpenFileOptions::new()
